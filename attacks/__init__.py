@@ -1,0 +1,47 @@
+"""fedleak's gradient-inversion library: torch, numpy and scipy only.
+
+Importing the package registers every attack it ships (``analytic``, ``inverting_gradients``).
+"""
+
+from attacks import analytic, inverting_gradients
+from attacks.analytic import AnalyticAttack, AnalyticConfig
+from attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
+from attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
+from attacks.registry import attack_class, available_attacks, create_attack, register_attack
+from attacks.types import (
+    AttackFailure,
+    AttackOutcome,
+    AttackStatus,
+    Disclosure,
+    InterceptedUpdate,
+    LossName,
+    Reconstruction,
+    TrainingHyperparams,
+    TrainingMode,
+)
+
+__all__ = [
+    "AnalyticAttack",
+    "AnalyticConfig",
+    "Attack",
+    "AttackConfig",
+    "AttackFailure",
+    "AttackOutcome",
+    "AttackStatus",
+    "Disclosure",
+    "InterceptedUpdate",
+    "InvertingGradientsAttack",
+    "InvertingGradientsConfig",
+    "LossName",
+    "Reconstruction",
+    "TrainingHyperparams",
+    "TrainingMode",
+    "analytic",
+    "attack_class",
+    "available_attacks",
+    "config_from_mapping",
+    "create_attack",
+    "execute_attack",
+    "inverting_gradients",
+    "register_attack",
+]

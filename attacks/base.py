@@ -1,0 +1,115 @@
+"""The contract every gradient-inversion attack fulfils, and the runner that never raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from attacks.types import (
+    AttackFailure,
+    AttackOutcome,
+    Disclosure,
+    InterceptedUpdate,
+    Reconstruction,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Base of every attack's settings; subclasses add typed fields with defaults."""
+
+
+class Attack(ABC):
+    """A gradient-inversion attack on one :class:`~attacks.types.InterceptedUpdate`.
+
+    Subclasses set :attr:`name`, :attr:`config_class` and, where they need more than a
+    plain Flower server knows, :attr:`requires`.
+
+    Parameters
+    ----------
+    config : AttackConfig
+        An instance of :attr:`config_class`.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[AttackConfig]] = AttackConfig
+    requires: ClassVar[frozenset[Disclosure]] = frozenset()
+
+    def __init__(self, config: AttackConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, "
+                f"got {type(self.config).__name__}"
+            )
+
+    def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
+        """Return why the attack cannot run on this model and update, or ``None``."""
+        return None
+
+    @abstractmethod
+    def reconstruct(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        *,
+        device: torch.device,
+        seed: int,
+    ) -> Reconstruction:
+        """Recover the client's batch from ``update``.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The architecture with the update's global parameters loaded, on ``device``.
+        update : InterceptedUpdate
+            Everything the server knows about this reply; nothing else is given.
+        device : torch.device
+            Where to compute.
+        seed : int
+            Seed for every random choice of the attack (initialisation, sampling).
+        """
+
+
+def execute_attack(
+    attack: Attack,
+    model: nn.Module,
+    update: InterceptedUpdate,
+    *,
+    device: torch.device,
+    seed: int,
+) -> AttackOutcome:
+    """Run ``attack`` and turn every precondition miss or exception into an AttackFailure.
+
+    A failed attack is a recorded result, never a crashed run (Flower's VCE worker does the
+    same with client exceptions).
+    """
+    start = time.perf_counter()
+    reason = attack.not_applicable_reason(model, update)
+    if reason is not None:
+        return AttackFailure("not_applicable", reason, time.perf_counter() - start)
+    try:
+        result = attack.reconstruct(model, update, device=device, seed=seed)
+    except Exception as exc:  # any attack bug must become a row, not a crash
+        return AttackFailure("failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+    return dataclasses.replace(result, wall_time_s=time.perf_counter() - start)
+
+
+def config_from_mapping(
+    config_class: type[AttackConfig], params: Mapping[str, Any]
+) -> AttackConfig:
+    """Build ``config_class`` from ``params``, naming every unknown key and the accepted ones."""
+    accepted = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {unknown} for {config_class.__name__}; "
+            f"accepted: {sorted(accepted)}"
+        )
+    return config_class(**dict(params))

@@ -1,0 +1,95 @@
+"""Flower ClientApp (``clients.app:app``): train on the node's partition, reply, audit.
+
+The reply carries the new weights and ``num-examples`` only. In evaluation mode the exact
+samples used are written to the audit store keyed by (run, round, node); ground truth
+never travels in the Flower message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from clients.training import train_locally
+from simulator import record_keys as keys
+from simulator.audit import AuditStore, GroundTruth
+from simulator.client_setup import ClientSetup
+from simulator.experiment_data import cached_partitions, cached_splits, model_spec_for
+from simulator.hyperparams import hyperparams_from_config
+from simulator.models import build_model
+
+app = ClientApp()
+
+
+def _partition_of(context: Context) -> tuple[int, int]:
+    try:
+        return int(context.node_config[keys.PARTITION_ID]), int(
+            context.node_config[keys.NUM_PARTITIONS]
+        )
+    except KeyError as exc:
+        raise KeyError(
+            f"node_config lacks {exc}; start the SuperNode with "
+            f"--node-config 'partition-id=N num-partitions=M'"
+        ) from None
+
+
+def _client_rng(seed: int, server_round: int, partition_id: int) -> np.random.Generator:
+    """Independent, reproducible stream per (seed, round, partition)."""
+    return np.random.default_rng([seed, server_round, partition_id])
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training on this node's partition."""
+    torch.set_num_threads(1)  # client actors share few cores with the attack workers
+    config: ConfigRecord = msg.content[keys.CONFIG]  # type: ignore[assignment]
+    setup = ClientSetup.from_json(str(config[keys.CLIENT_SETUP]))
+    hp = hyperparams_from_config(config)
+    server_round = int(config[keys.SERVER_ROUND])
+    partition_id, num_partitions = _partition_of(context)
+
+    splits = cached_splits(setup.dataset, setup.data_dir, setup.seed, setup.test_fraction)
+    parts = cached_partitions(
+        setup.dataset,
+        setup.data_dir,
+        setup.seed,
+        setup.test_fraction,
+        num_partitions,
+        setup.partitioner,
+        setup.alpha,
+    )
+    index = parts[partition_id]
+    inputs, labels = splits.train.inputs[index], splits.train.labels[index]
+
+    spec = model_spec_for(
+        setup.model,
+        splits.train,
+        width=setup.model_width,
+        activation=setup.model_activation,
+        init=setup.model_init,
+    )
+    model = build_model(spec)
+    arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
+    model.load_state_dict(arrays.to_torch_state_dict())
+
+    result = train_locally(
+        model, inputs, labels, hp, rng=_client_rng(setup.seed, server_round, partition_id)
+    )
+    if setup.audit_dir is not None:
+        AuditStore(Path(setup.audit_dir)).write(
+            server_round, context.node_id, GroundTruth(result.used_inputs, result.used_labels)
+        )
+
+    content = RecordDict(
+        {
+            keys.ARRAYS: ArrayRecord(model.state_dict()),
+            keys.METRICS: MetricRecord(
+                {keys.NUM_EXAMPLES: result.num_examples, keys.TRAIN_LOSS: result.mean_loss}
+            ),
+        }
+    )
+    return Message(content=content, reply_to=msg)

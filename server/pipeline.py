@@ -1,0 +1,140 @@
+"""The background thread between the strategy and the pool: decode, submit, collect, record."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.capture import CapturedRound, decode, to_update
+from server.pool import AttackJob, AttackPool, AttackResult, job_seed
+from server.recorder import LeakageRecorder
+from simulator.audit import AuditStore
+from simulator.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """Which attacks run on every update, with what settings."""
+
+    names: Sequence[str]
+    params: dict[str, dict[str, Any]]
+    seed: int
+    device: str
+    disclose_labels: bool = False
+
+
+class AttackPipeline:
+    """Owns the pool; the strategy only calls :meth:`intercept` (an O(1) enqueue).
+
+    Parameters
+    ----------
+    pool : AttackPool
+        Where attacks run.
+    recorder : LeakageRecorder
+        Where results go.
+    plan : AttackPlan
+        Attacks and their settings.
+    model_spec : ModelSpec
+        Public architecture the workers rebuild.
+    audit : AuditStore | None
+        Read only for disclosed labels (when the threat model allows it).
+    poll_interval_s : float
+        How often finished attacks are collected.
+    """
+
+    def __init__(
+        self,
+        pool: AttackPool,
+        recorder: LeakageRecorder,
+        plan: AttackPlan,
+        model_spec: ModelSpec,
+        audit: AuditStore | None = None,
+        poll_interval_s: float = 0.1,
+    ) -> None:
+        self.pool = pool
+        self.recorder = recorder
+        self.plan = plan
+        self.model_spec = model_spec
+        self.audit = audit
+        self._interval = poll_interval_s
+        self._queue: queue.Queue[CapturedRound] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fedleak-attack-pipeline", daemon=True)
+        self.submitted = 0
+        self.recorded = 0
+        self._thread.start()
+
+    # ------------------------------------------------------------------ strategy side
+    def intercept(self, captured: CapturedRound) -> None:
+        """Hand one round's replies to the pipeline; returns at once."""
+        self._queue.put(captured)
+
+    @property
+    def pending(self) -> int:
+        """Attacks submitted or queued and not yet recorded (approximate, for progress)."""
+        queued = sum(len(c.replies) for c in list(self._queue.queue)) * len(self.plan.names)
+        return queued + self.submitted - self.recorded
+
+    # ------------------------------------------------------------------ pipeline thread
+    def _jobs_for(self, captured: CapturedRound) -> list[AttackJob]:
+        global_params = decode(captured.global_arrays)
+        jobs: list[AttackJob] = []
+        for reply in captured.replies:
+            labels = None
+            if self.plan.disclose_labels and self.audit is not None:
+                if self.audit.has(captured.server_round, reply.node_id):
+                    labels = self.audit.read(captured.server_round, reply.node_id).labels
+            try:
+                update = to_update(
+                    captured,
+                    reply,
+                    global_params=global_params,
+                    input_shape=self.model_spec.input_shape,
+                    num_classes=self.model_spec.num_classes,
+                    disclosed_labels=labels,
+                )
+            except ValueError as exc:
+                for name in self.plan.names:
+                    self.recorder.record_failure(
+                        captured.server_round, reply.node_id, name, "failed", f"update rejected: {exc}"
+                    )
+                continue
+            for name in self.plan.names:
+                seed = job_seed(self.plan.seed, captured.server_round, reply.node_id, name)
+                params = dict(self.plan.params.get(name, {}))
+                jobs.append(AttackJob(name, params, update, self.model_spec, seed, self.plan.device))
+        return jobs
+
+    def _submit_round(self, captured: CapturedRound) -> None:
+        for job in self._jobs_for(captured):
+            self.pool.submit(job)
+            self.submitted += 1
+
+    def _record(self, results: list[AttackResult]) -> None:
+        for result in results:
+            self.recorder.record(result)
+            self.recorded += 1
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                captured = self._queue.get(timeout=self._interval)
+            except queue.Empty:
+                captured = None
+            if captured is not None:
+                self._submit_round(captured)
+            self._record(self.pool.poll())
+
+    # ------------------------------------------------------------------ end of run
+    def finish(self, timeout_s: float) -> None:
+        """Submit what is queued, wait up to ``timeout_s`` for every attack, record the rest
+        as ``timeout``, release the pool."""
+        self._stop.set()
+        self._thread.join()
+        while not self._queue.empty():
+            self._submit_round(self._queue.get_nowait())
+        self._record(self.pool.drain(timeout_s))
+        self.pool.shutdown()

@@ -1,0 +1,18 @@
+"""The attack pool: backends ``ray`` (actors, GPU-aware) and ``inprocess`` (threads)."""
+
+from server.pool.base import AttackPool, available_pool_backends, create_pool, register_pool_backend
+from server.pool.inprocess import InProcessAttackPool
+from server.pool.jobs import AttackJob, AttackResult, job_seed
+from server.pool.ray_pool import RayAttackPool
+
+register_pool_backend("ray", RayAttackPool)
+register_pool_backend("inprocess", InProcessAttackPool)
+
+__all__ = [
+    "AttackJob",
+    "AttackPool",
+    "AttackResult",
+    "available_pool_backends",
+    "create_pool",
+    "job_seed",
+]

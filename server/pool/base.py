@@ -1,0 +1,75 @@
+"""The attack pool interface; backends live behind a name table (Flower's simulation backends)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from attacks.types import AttackFailure
+from server.pool.jobs import AttackJob, AttackResult
+from simulator.config import PoolConfig
+
+
+class AttackPool(ABC):
+    """Runs attack jobs beside training: submit without waiting, poll, drain at the end."""
+
+    @abstractmethod
+    def submit(self, job: AttackJob) -> None:
+        """Queue ``job``; returns at once."""
+
+    @abstractmethod
+    def poll(self) -> list[AttackResult]:
+        """Results finished since the last call; never blocks."""
+
+    @abstractmethod
+    def drain(self, timeout_s: float) -> list[AttackResult]:
+        """Wait up to ``timeout_s`` for every pending job; the rest become ``timeout`` results."""
+
+    @property
+    @abstractmethod
+    def pending(self) -> int:
+        """Jobs submitted and not yet returned by :meth:`poll` or :meth:`drain`."""
+
+    def shutdown(self) -> None:
+        """Release workers (idempotent)."""
+
+
+def timed_out(job: AttackJob, timeout_s: float) -> AttackResult:
+    """The recorded result of a job still running when the drain deadline passed."""
+    return AttackResult(
+        job=job,
+        outcome=AttackFailure("timeout", f"not finished within the {timeout_s:.0f} s drain deadline"),
+    )
+
+
+PoolFactory = Callable[[PoolConfig], AttackPool]
+_BACKENDS: dict[str, PoolFactory] = {}
+
+
+def register_pool_backend(name: str, factory: PoolFactory) -> None:
+    """Register a backend; a name can be registered once."""
+    if name in _BACKENDS:
+        raise ValueError(f"pool backend {name!r} is already registered")
+    _BACKENDS[name] = factory
+
+
+def available_pool_backends() -> list[str]:
+    """Registered backend names."""
+    return sorted(_BACKENDS)
+
+
+def create_pool(cfg: PoolConfig) -> AttackPool:
+    """Build the backend ``cfg.backend``.
+
+    Raises
+    ------
+    ValueError
+        Listing the available backends when the name is unknown.
+    """
+    try:
+        factory = _BACKENDS[cfg.backend]
+    except KeyError:
+        raise ValueError(
+            f"unknown pool backend {cfg.backend!r}; available: {available_pool_backends()}"
+        ) from None
+    return factory(cfg)

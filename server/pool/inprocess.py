@@ -1,0 +1,49 @@
+"""Attack workers as threads of the server process: for tests and tiny runs."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+
+from server.pool.base import AttackPool, timed_out
+from server.pool.jobs import AttackJob, AttackResult
+from server.pool.worker import run_attack_job
+from simulator.config import PoolConfig
+
+
+class InProcessAttackPool(AttackPool):
+    """A thread pool; torch releases the GIL in its kernels, so attacks overlap training."""
+
+    def __init__(self, cfg: PoolConfig) -> None:
+        self._executor = cf.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="attack")
+        self._futures: dict[cf.Future[AttackResult], AttackJob] = {}
+
+    def submit(self, job: AttackJob) -> None:
+        self._futures[self._executor.submit(run_attack_job, job)] = job
+
+    def _collect(self, done: set[cf.Future[AttackResult]]) -> list[AttackResult]:
+        results = []
+        for future in done:
+            self._futures.pop(future)
+            results.append(future.result())  # run_attack_job never raises
+        return results
+
+    def poll(self) -> list[AttackResult]:
+        return self._collect({f for f in self._futures if f.done()})
+
+    def drain(self, timeout_s: float) -> list[AttackResult]:
+        start = time.monotonic()
+        done, _ = cf.wait(list(self._futures), timeout=timeout_s)
+        results = self._collect(set(done))
+        for future, job in list(self._futures.items()):
+            future.cancel()
+            results.append(timed_out(job, time.monotonic() - start))
+        self._futures.clear()
+        return results
+
+    @property
+    def pending(self) -> int:
+        return len(self._futures)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

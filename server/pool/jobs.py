@@ -1,0 +1,59 @@
+"""What goes into the attack pool and what comes out of it."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from attacks.types import AttackOutcome, InterceptedUpdate
+from simulator.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class AttackJob:
+    """One attack on one intercepted update.
+
+    Attributes
+    ----------
+    attack : str
+        Registered attack name.
+    params : dict[str, Any]
+        The attack's settings (validated at startup).
+    update : InterceptedUpdate
+        All the attack may see.
+    model_spec : ModelSpec
+        Public architecture, rebuilt by the worker.
+    seed : int
+        Seed of the attack's random choices.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    attack: str
+    params: dict[str, Any]
+    update: InterceptedUpdate
+    model_spec: ModelSpec
+    seed: int
+    device: str = "auto"
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        """(round, node, attack): the identity of a leakage row."""
+        return (self.update.server_round, self.update.node_id, self.attack)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The pool's answer for one job."""
+
+    job: AttackJob
+    outcome: AttackOutcome
+    worker: str = ""
+    device: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def job_seed(base_seed: int, server_round: int, node_id: int, attack: str) -> int:
+    """A reproducible seed per (experiment seed, round, node, attack)."""
+    return zlib.crc32(f"{base_seed}/{server_round}/{node_id}/{attack}".encode()) & 0x7FFFFFFF

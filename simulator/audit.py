@@ -1,0 +1,64 @@
+"""The audit store: the exact samples each client trained on, keyed by (run, round, node).
+
+Clients write here in evaluation mode; only the auditor reads it. Ground truth never
+travels in a Flower message, and nothing in ``attacks/`` can reach this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The samples and labels a client used in one round, in the order it used them."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+
+
+class AuditStore:
+    """Ground truth on disk under ``root`` (one run's folder, or a shared volume).
+
+    Parameters
+    ----------
+    root : Path
+        Folder of one run's audit records; created on first write.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, server_round: int, node_id: int) -> Path:
+        """Where the record of ``(server_round, node_id)`` lives."""
+        return self.root / f"round_{server_round:04d}" / f"node_{node_id}.npz"
+
+    def write(self, server_round: int, node_id: int, truth: GroundTruth) -> Path:
+        """Write atomically, so a reader never sees half a record."""
+        target = self.path(server_round, node_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, inputs=truth.inputs, labels=truth.labels)
+        os.replace(tmp, target)
+        return target
+
+    def read(self, server_round: int, node_id: int) -> GroundTruth:
+        """Read one record.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the client did not audit that round (audit disabled, or it never trained).
+        """
+        with np.load(self.path(server_round, node_id)) as data:
+            return GroundTruth(inputs=data["inputs"], labels=data["labels"])
+
+    def has(self, server_round: int, node_id: int) -> bool:
+        """Whether a record exists."""
+        return self.path(server_round, node_id).is_file()

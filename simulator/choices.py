@@ -1,0 +1,44 @@
+"""The accepted values of every enumerated config key, read from the registries."""
+
+from __future__ import annotations
+
+MODES = ("fedsgd", "fedavg")
+LOSSES = ("cross_entropy", "mse")
+DEFENSES = ("none",)
+POOL_BACKENDS = ("ray", "inprocess")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def accepted_datasets() -> list[str]:
+    """Registered data set names."""
+    from simulator.datasets import available_datasets
+
+    return available_datasets()
+
+
+def accepted_models() -> list[str]:
+    """Registered model names."""
+    from simulator.models import available_models
+
+    return available_models()
+
+
+def accepted_partitioners() -> list[str]:
+    """Registered partitioning schemes."""
+    from simulator.partitioning import available_schemes
+
+    return available_schemes()
+
+
+def accepted_attacks() -> list[str]:
+    """Registered attack names."""
+    import attacks
+
+    return attacks.available_attacks()
+
+
+def attack_requirements(name: str) -> frozenset[str]:
+    """The disclosures attack ``name`` requires, as plain strings."""
+    from attacks.registry import attack_class
+
+    return frozenset(str(d) for d in attack_class(name).requires)

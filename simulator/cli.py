@@ -1,0 +1,112 @@
+"""The ``fedleak`` command line: ``run`` an experiment, rebuild a ``report``, show a ``config``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from simulator import exit_codes
+from simulator.compose import load_experiment
+from simulator.config import ConfigError
+
+
+def _error(message: str, code: int) -> int:
+    print(f"fedleak: error: {message}", file=sys.stderr)
+    return code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from simulator.datasets import DatasetUnavailableError
+    from simulator.experiment_data import cached_splits
+    from simulator.rundir import create_run_dir
+    from simulator.simulation import run_in_simulation
+
+    try:
+        cfg = load_experiment(args.overrides)
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    try:  # fail before anything starts when the data is not there
+        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+    except DatasetUnavailableError as exc:
+        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
+    paths = create_run_dir(cfg)
+    print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
+    try:
+        run_in_simulation(cfg, paths, verbose=args.verbose)
+    except Exception as exc:
+        return _error(
+            f"run failed: {type(exc).__name__}: {exc}; rows written so far are in {paths.root} "
+            f"(rebuild its report with: fedleak report {paths.root})",
+            exit_codes.RUN_FAILED,
+        )
+    return exit_codes.OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from simulator.report import build_report
+    from simulator.results import RunPaths
+
+    paths = RunPaths(Path(args.run_dir))
+    if not paths.leakage_jsonl.is_file() and not paths.config.is_file():
+        return _error(
+            f"{paths.root} is not a fedleak run directory (no leakage.jsonl or config.yaml)",
+            exit_codes.RUN_DIR_INVALID,
+        )
+    print(build_report(paths))
+    return exit_codes.OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_experiment(args.overrides)
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return exit_codes.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment in simulation (Hydra overrides: key=value)")
+    run.add_argument("overrides", nargs="*", help="e.g. model=lenet federation.rounds=5")
+    run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    run.set_defaults(func=_cmd_run)
+    report = sub.add_parser("report", help="rebuild the summary, CSVs and grids of a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(func=_cmd_report)
+    config = sub.add_parser("config", help="print the resolved, validated config")
+    config.add_argument("overrides", nargs="*")
+    config.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedleak`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def console_main() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code.
+
+    A failed simulation can leave Flower's non-daemon ServerApp thread waiting for nodes
+    that are gone; after a failure the process exits without joining such threads.
+    """
+    code = main()
+    if code != exit_codes.OK:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

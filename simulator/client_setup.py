@@ -1,0 +1,57 @@
+"""What a ClientApp needs to know to train (sent by the server in the train ConfigRecord).
+
+None of this is ground truth: it names the data set and partitioning of the experiment,
+the architecture, the seed and, in evaluation mode, the audit store's location.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from simulator.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """Client-side settings of one experiment, serialisable to a ConfigRecord string."""
+
+    dataset: str
+    data_dir: str
+    test_fraction: float
+    partitioner: str
+    alpha: float
+    model: str
+    model_width: int | None
+    model_activation: str | None
+    model_init: str
+    seed: int
+    audit_dir: str | None
+
+    @classmethod
+    def from_experiment(cls, cfg: ExperimentConfig, audit_dir: str | None) -> ClientSetup:
+        """Take the client-relevant part of ``cfg``; ``audit_dir`` None disables auditing."""
+        return cls(
+            dataset=cfg.dataset.name,
+            data_dir=cfg.dataset.data_dir,
+            test_fraction=cfg.dataset.test_fraction,
+            partitioner=cfg.federation.partitioner,
+            alpha=cfg.federation.alpha,
+            model=cfg.model.name,
+            model_width=cfg.model.width,
+            model_activation=cfg.model.activation,
+            model_init=cfg.model.init,
+            seed=cfg.seed,
+            audit_dir=audit_dir if cfg.attack.audit else None,
+        )
+
+    def to_json(self) -> str:
+        """Serialise for the ConfigRecord."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClientSetup:
+        """Inverse of :meth:`to_json`."""
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)

@@ -1,0 +1,70 @@
+"""Compose ``configs/`` with Hydra and command-line overrides into an ExperimentConfig."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
+
+GROUPS = ("dataset", "model", "federation", "attack", "defense", "pool")
+
+
+def config_dir() -> Path:
+    """The ``configs/`` folder: ``$FEDLEAK_CONFIG_DIR`` or the one beside the packages."""
+    env = os.environ.get("FEDLEAK_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(
+            [f"config directory {path} has no config.yaml; set FEDLEAK_CONFIG_DIR to fedleak's configs/"]
+        )
+    return path
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigError:
+    """Turn Hydra's composition errors into messages that name the key and accepted values."""
+    message = str(exc)
+    for group in GROUPS:
+        if f"'{group}/" in message or f"In '{group}'" in message:
+            choice = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), "?")
+            return ConfigError(
+                [f"{group}: {choice!r} is not one of {_group_options(group)} ({message.splitlines()[0]})"]
+            )
+    if "not in struct" in message or "Could not override" in message:
+        key = message.split("'")[1] if "'" in message else "?"
+        return ConfigError(
+            [f"{key}: unknown key ({message.splitlines()[0]}); use '+{key}=...' only for new entries"]
+        )
+    return ConfigError([f"overrides {list(overrides)}: {message.splitlines()[0]}"])
+
+
+def compose_mapping(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Compose the config tree with ``overrides`` (Hydra syntax) into a plain dict."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            composed = compose(config_name="config", overrides=list(overrides))
+        data = OmegaConf.to_container(composed, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise _explain_hydra_error(exc, overrides) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Compose, parse and validate; raises :class:`ConfigError` naming every bad key."""
+    return experiment_from_mapping(compose_mapping(overrides))

@@ -1,0 +1,311 @@
+"""The experiment config: typed, validated at the boundary, every error named at once.
+
+Hydra composes ``configs/`` into a plain mapping; :func:`experiment_from_mapping` turns it
+into an :class:`ExperimentConfig` or raises one :class:`ConfigError` that lists every bad
+key with the accepted values (Opacus' validators collect all errors the same way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.choices import (
+    DEFENSES,
+    DEVICES,
+    LOSSES,
+    MODES,
+    POOL_BACKENDS,
+    accepted_attacks,
+    accepted_datasets,
+    accepted_models,
+    accepted_partitioners,
+    attack_requirements,
+)
+
+
+class ConfigError(ValueError):
+    """One or more invalid config entries; ``problems`` holds one line per entry."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid experiment config:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data the clients hold. ``name``: a registered data set (``digits`` offline)."""
+
+    name: str = "digits"
+    data_dir: str = "data"
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture every participant trains; ``None`` keeps the model's own default."""
+
+    name: str = "mlp"
+    width: int | None = None
+    activation: str | None = None
+    init: str = "default"
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """The federation and the training recipe the server configures each round."""
+
+    num_clients: int = 4
+    rounds: int = 3
+    mode: str = "fedsgd"
+    batch_size: int = 1
+    lr: float = 0.1
+    local_epochs: int = 1
+    local_steps: int | None = None
+    loss: str = "cross_entropy"
+    fraction_train: float = 1.0
+    partitioner: str = "iid"
+    alpha: float = 0.5
+    client_cpus: float = 1.0
+    client_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttackSelection:
+    """Which attacks run on each update, their settings, and the threat model.
+
+    ``disclose`` lists what the server may know beyond a plain Flower server
+    (see :class:`attacks.types.Disclosure`); an attack whose ``requires`` is not covered
+    is refused at startup.
+    """
+
+    names: list[str] = field(default_factory=lambda: ["analytic", "inverting_gradients"])
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disclose: list[str] = field(default_factory=list)
+    audit: bool = True
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    """Client-side defense; only ``none`` exists until the defenses land."""
+
+    name: str = "none"
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The attack workers: backend, size and resources per worker."""
+
+    backend: str = "ray"
+    workers: int = 1
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    address: str | None = None
+    drain_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One fedleak experiment, fully resolved."""
+
+    name: str = "default"
+    seed: int = 0
+    output_dir: str = "runs"
+    device: str = "auto"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    attack: AttackSelection = field(default_factory=AttackSelection)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/YAML-ready)."""
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Check ``value`` against annotation ``tp``; int is accepted where float is expected."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(value, inner, key, problems)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            problems.append(f"{key}: expected a list, got {value!r}")
+            return []
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            problems.append(f"{key}: expected a mapping, got {value!r}")
+            return {}
+        return {str(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        problems.append(f"{key}: expected an integer, got {value!r}")
+        return 0
+    if not isinstance(value, tp):
+        problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return None
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(set(data) - fields):
+        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name in fields & set(data):
+        tp = hints[name]
+        value = data[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                problems.append(f"{prefix}{name}: expected a mapping, got {value!r}")
+                continue
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.", problems)  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}", problems)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # only reachable when a coercion above already failed
+        problems.append(f"{prefix.rstrip('.') or 'config'}: {exc}")
+        return cls()
+
+
+# ------------------------------------------------------------------------ validation
+
+Check = Callable[[ExperimentConfig], list[str]]
+
+
+def _choice(key: str, value: Any, accepted: typing.Iterable[str]) -> list[str]:
+    accepted = sorted(accepted)
+    return [] if value in accepted else [f"{key}: {value!r} is not one of {accepted}"]
+
+
+def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) -> list[str]:
+    if value is None:
+        return []
+    ok = value >= 0 if allow_zero else value > 0
+    return [] if ok else [f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"]
+
+
+def _check_choices(cfg: ExperimentConfig) -> list[str]:
+    fed = cfg.federation
+    return [
+        *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
+        *_choice("model.name", cfg.model.name, accepted_models()),
+        *_choice("federation.mode", fed.mode, MODES),
+        *_choice("federation.loss", fed.loss, LOSSES),
+        *_choice("federation.partitioner", fed.partitioner, accepted_partitioners()),
+        *_choice("defense.name", cfg.defense.name, DEFENSES),
+        *_choice("pool.backend", cfg.pool.backend, POOL_BACKENDS),
+        *_choice("device", cfg.device, DEVICES),
+        *(p for n in cfg.attack.names for p in _choice("attack.names", n, accepted_attacks())),
+    ]
+
+
+def _check_ranges(cfg: ExperimentConfig) -> list[str]:
+    fed, pool = cfg.federation, cfg.pool
+    problems = [
+        *_positive("federation.num_clients", fed.num_clients),
+        *_positive("federation.rounds", fed.rounds),
+        *_positive("federation.batch_size", fed.batch_size),
+        *_positive("federation.lr", fed.lr),
+        *_positive("federation.local_epochs", fed.local_epochs),
+        *_positive("federation.local_steps", fed.local_steps),
+        *_positive("federation.alpha", fed.alpha),
+        *_positive("federation.client_cpus", fed.client_cpus),
+        *_positive("federation.client_gpus", fed.client_gpus, allow_zero=True),
+        *_positive("pool.workers", pool.workers),
+        *_positive("pool.num_cpus", pool.num_cpus, allow_zero=True),
+        *_positive("pool.num_gpus", pool.num_gpus, allow_zero=True),
+        *_positive("pool.drain_timeout_s", pool.drain_timeout_s),
+    ]
+    if not 0.0 < fed.fraction_train <= 1.0:
+        problems.append(f"federation.fraction_train: must be in (0, 1], got {fed.fraction_train}")
+    if not 0.0 < cfg.dataset.test_fraction < 1.0:
+        problems.append(f"dataset.test_fraction: must be in (0, 1), got {cfg.dataset.test_fraction}")
+    return problems
+
+
+def _check_threat_model(cfg: ExperimentConfig) -> list[str]:
+    from attacks.types import Disclosure
+
+    accepted = [d.value for d in Disclosure]
+    problems = [p for d in cfg.attack.disclose for p in _choice("attack.disclose", d, accepted)]
+    disclosed = set(cfg.attack.disclose)
+    for name in cfg.attack.names:
+        if name not in accepted_attacks():
+            continue
+        missing = sorted(attack_requirements(name) - disclosed)
+        if missing:
+            problems.append(
+                f"attack.names: {name!r} requires {missing} but attack.disclose is "
+                f"{sorted(disclosed)}; disclose them or drop the attack"
+            )
+    for name in sorted(set(cfg.attack.params) - set(cfg.attack.names)):
+        problems.append(
+            f"attack.params.{name}: settings for an attack that is not in attack.names "
+            f"{cfg.attack.names}"
+        )
+    return problems
+
+
+def _check_attack_params(cfg: ExperimentConfig) -> list[str]:
+    from attacks.registry import create_attack
+
+    problems = []
+    for name, params in cfg.attack.params.items():
+        if name not in cfg.attack.names or name not in accepted_attacks():
+            continue
+        try:
+            create_attack(name, params)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"attack.params.{name}: {exc}")
+    return problems
+
+
+CHECKS: tuple[Check, ...] = (
+    _check_choices,
+    _check_ranges,
+    _check_threat_model,
+    _check_attack_params,
+)
+
+
+def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Parse and validate a composed config.
+
+    Raises
+    ------
+    ConfigError
+        Listing every unknown key, wrong type, value outside its accepted set or range,
+        and threat-model mismatch, each naming its key.
+    """
+    problems: list[str] = []
+    cfg = _build(ExperimentConfig, data, "", problems)
+    if not problems:
+        for check in CHECKS:
+            problems.extend(check(cfg))
+    if problems:
+        raise ConfigError(problems)
+    return typing.cast(ExperimentConfig, cfg)

@@ -1,0 +1,244 @@
+"""Data sets as in-memory arrays, behind a name table.
+
+Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
+shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no network:
+
+- ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
+- ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
+  of Eloul et al., seed 004); the first 100 are faces (label 1), the last 100 non-faces cut
+  from the backgrounds of the same photos (label 0).
+
+``mnist``, ``fashion_mnist`` and ``cifar10`` come from ``torchvision.datasets`` and are
+downloaded into ``data_dir`` on first use; offline that fails with
+:class:`DatasetUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_DATASET",
+    "ArrayDataset",
+    "DatasetLoader",
+    "DatasetSplits",
+    "DatasetUnavailableError",
+    "available_datasets",
+    "load_dataset",
+    "register_dataset",
+]
+
+DEFAULT_DATASET = "digits"
+"""The data set used when an experiment names none (ships with scikit-learn, no network)."""
+
+_OFFLINE_SETS = "dataset=digits or dataset=lfw"
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A data set that has to be downloaded could not be fetched (typically: no network)."""
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """A labelled data set held in memory.
+
+    Attributes
+    ----------
+    inputs : np.ndarray
+        float32 samples in ``[0, 1]``, shape ``(N, C, H, W)`` for images.
+    labels : np.ndarray
+        int64 class labels, shape ``(N,)``.
+    num_classes : int
+        Number of classes of the task (not necessarily all present in this split).
+    name : str
+        Registry name of the data set.
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.inputs.dtype != np.float32:
+            raise ValueError(f"inputs must be float32, got {self.inputs.dtype}")
+        if self.labels.dtype != np.int64 or self.labels.ndim != 1:
+            raise ValueError(
+                f"labels must be a 1-D int64 array, got {self.labels.dtype} {self.labels.shape}"
+            )
+        if self.inputs.ndim < 2 or len(self.inputs) != len(self.labels):
+            raise ValueError(
+                f"inputs {self.inputs.shape} and labels {self.labels.shape} do not match"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. ``(1, 8, 8)``."""
+        return tuple(int(d) for d in self.inputs.shape[1:])
+
+    def subset(self, indices: np.ndarray) -> ArrayDataset:
+        """Return the samples at ``indices`` (e.g. one client's partition) as a new data set."""
+        return ArrayDataset(self.inputs[indices], self.labels[indices], self.num_classes, self.name)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train and test splits of one data set."""
+
+    train: ArrayDataset
+    test: ArrayDataset
+
+
+DatasetLoader = Callable[[Path, int, float], DatasetSplits]
+"""``loader(data_dir, seed, test_fraction) -> DatasetSplits``."""
+
+_DATASETS: dict[str, DatasetLoader] = {}
+
+
+def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
+    """Register ``loader`` under ``name``; a name can be registered once.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered.
+    """
+    if name in _DATASETS:
+        raise ValueError(f"dataset {name!r} is already registered")
+    _DATASETS[name] = loader
+    return loader
+
+
+def available_datasets() -> list[str]:
+    """Names of the registered data sets, sorted."""
+    return sorted(_DATASETS)
+
+
+def load_dataset(name: str, *, data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    """Load the data set ``name`` and split it into train and test.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available_datasets`.
+    data_dir : Path
+        Where downloadable data sets are cached (unused by the offline ones).
+    seed : int
+        Seed of the stratified train/test split of the offline sets.
+    test_fraction : float
+        Fraction of samples held out for testing, in ``(0, 1)``. The torchvision sets use
+        their official train/test split and ignore it.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown (the message lists :func:`available_datasets`) or
+        ``test_fraction`` is outside ``(0, 1)``.
+    DatasetUnavailableError
+        If a downloadable data set is not cached and cannot be downloaded.
+    """
+    try:
+        loader = _DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}; available datasets: {available_datasets()}"
+        ) from None
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    return loader(Path(data_dir), seed, test_fraction)
+
+
+def _stratified_splits(
+    name: str,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    seed: int,
+    test_fraction: float,
+) -> DatasetSplits:
+    from sklearn.model_selection import train_test_split
+
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    x = inputs.astype(np.float32)
+    y = labels.astype(np.int64)
+    return DatasetSplits(
+        train=ArrayDataset(x[train_idx], y[train_idx], num_classes, name),
+        test=ArrayDataset(x[test_idx], y[test_idx], num_classes, name),
+    )
+
+
+def _load_digits(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float64) / 16.0  # pixel values are 0..16
+    return _stratified_splits(
+        "digits", images[:, None], np.asarray(bunch.target), 10, seed, test_fraction
+    )
+
+
+# skimage.data.lfw_subset's docstring: "100 first images are faces and subsequent 100 are
+# non-faces" (checked by eye on scikit-image 0.26).
+_LFW_FACES = 100
+
+
+def _load_lfw(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    from skimage.data import lfw_subset
+
+    images = np.asarray(lfw_subset(), dtype=np.float64)
+    if images.max() > 1.0:  # documented as uint8; some releases already return [0, 1] floats
+        images = images / 255.0
+    labels = np.zeros(len(images), dtype=np.int64)
+    labels[:_LFW_FACES] = 1
+    return _stratified_splits("lfw", images[:, None], labels, 2, seed, test_fraction)
+
+
+def _to_nchw(data: Any) -> np.ndarray:
+    array = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    if array.ndim == 3:  # (N, H, W) grayscale
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[-1] in (1, 3):  # (N, H, W, C)
+        array = array.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(array, dtype=np.float32) / np.float32(255.0)
+
+
+def _torchvision_loader(name: str, class_name: str, num_classes: int) -> DatasetLoader:
+    def load(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+        from torchvision import datasets as tv_datasets
+
+        # Looked up at call time, so the class can be replaced (tests simulate being offline).
+        dataset_cls = getattr(tv_datasets, class_name)
+        root = data_dir / name
+        splits = {}
+        for split, train in (("train", True), ("test", False)):
+            try:
+                raw = dataset_cls(root=str(root), train=train, download=True)
+            except (OSError, RuntimeError) as exc:
+                raise DatasetUnavailableError(
+                    f"dataset {name!r} is not in {root} and could not be downloaded ({exc}). "
+                    f"Download it on a machine with network access (any fedleak run with "
+                    f"dataset={name} fetches it into its data_dir) and copy that directory to "
+                    f"{data_dir}, or use {_OFFLINE_SETS}, which work offline."
+                ) from exc
+            labels = np.asarray(raw.targets, dtype=np.int64)
+            splits[split] = ArrayDataset(_to_nchw(raw.data), labels, num_classes, name)
+        return DatasetSplits(train=splits["train"], test=splits["test"])
+
+    return load
+
+
+register_dataset("digits", _load_digits)
+register_dataset("lfw", _load_lfw)
+register_dataset("mnist", _torchvision_loader("mnist", "MNIST", 10))
+register_dataset("fashion_mnist", _torchvision_loader("fashion_mnist", "FashionMNIST", 10))
+register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))

@@ -1,0 +1,7 @@
+"""Process exit codes of the ``fedleak`` CLI (one per kind of failure, as Flower's ExitCode)."""
+
+OK = 0
+RUN_FAILED = 1
+CONFIG_ERROR = 2
+DATASET_UNAVAILABLE = 3
+RUN_DIR_INVALID = 4

@@ -1,0 +1,261 @@
+"""The models the federation trains and the attacks invert, built from a :class:`ModelSpec`.
+
+Architectures (each one entry of a name table):
+
+- ``mlp``: the 2-layer ReLU network of the analytic attack (seed 000, eq. 1):
+  ``Flatten -> Linear(n, width=100) -> act -> Linear(width, C)``.
+- ``fcnn``: SPEAR's 6-layer fully connected network (seed 002): six ``Linear`` layers of
+  ``width=200`` hidden units, the activation after each but the last.
+- ``lenet``: the LeNet of DLG (seeds 003, 004): three 5x5 convolutions of ``width=12``
+  channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
+- ``cnn``: McMahan et al.'s CNN (seed 003): conv5x5(``width=32``) -> act -> maxpool2 ->
+  conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
+- ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels.
+
+Flattened sizes are found with a dummy forward pass, so every architecture accepts any input
+size it can downsample (``digits``' 8x8 included).
+
+Weight initialisation (seed 003's sensitivity sweep): ``default`` keeps torch's, the others apply
+``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``. Biases always keep
+torch's default small uniform draw and are never zeroed, because analytic attacks (seed 000:
+``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need the neurons to be active.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ModelSpec",
+    "available_activations",
+    "available_inits",
+    "available_models",
+    "build_model",
+    "register_model",
+]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model anywhere (client, server, attack worker).
+
+    Attributes
+    ----------
+    name : str
+        A name from :func:`available_models`.
+    input_shape : tuple[int, ...]
+        Shape of one sample, ``(C, H, W)`` (``mlp``/``fcnn`` also take ``(n,)``).
+    num_classes : int
+        Number of outputs C.
+    activation : str | None
+        A name from :func:`available_activations`; ``None`` is the architecture's own default
+        (sigmoid for ``lenet``, ReLU for the others).
+    init : str
+        A name from :func:`available_inits`.
+    width : int | None
+        Hidden units (``mlp``, ``fcnn``) or channels (``lenet``, first conv of ``cnn``);
+        ``None`` is the architecture's default. ``resnet18`` has a fixed width.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    activation: str | None = None
+    init: str = "default"
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        # Configs arrive as lists (JSON, Hydra); a tuple keeps the spec hashable and comparable.
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+
+
+ModelBuilder = Callable[[ModelSpec, Callable[[], nn.Module]], nn.Module]
+"""``builder(spec, make_activation) -> nn.Module``; ``make_activation()`` gives a fresh module."""
+
+_MODELS: dict[str, ModelBuilder] = {}
+_DEFAULT_ACTIVATION: dict[str, str] = {}
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+_INITS: dict[str, Callable[[torch.Tensor], object] | None] = {
+    "default": None,
+    "xavier_normal": nn.init.xavier_normal_,
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "kaiming_normal": nn.init.kaiming_normal_,
+    "kaiming_uniform": nn.init.kaiming_uniform_,
+}
+
+
+def register_model(name: str, builder: ModelBuilder, *, default_activation: str = "relu") -> None:
+    """Register ``builder`` under ``name``; a name can be registered once.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered or ``default_activation`` is unknown.
+    """
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _lookup(_ACTIVATIONS, default_activation, "activation")
+    _MODELS[name] = builder
+    _DEFAULT_ACTIVATION[name] = default_activation
+
+
+def available_models() -> list[str]:
+    """Names of the registered architectures, sorted."""
+    return sorted(_MODELS)
+
+
+def available_activations() -> list[str]:
+    """Accepted values of :attr:`ModelSpec.activation`."""
+    return sorted(_ACTIVATIONS)
+
+
+def available_inits() -> list[str]:
+    """Accepted values of :attr:`ModelSpec.init`."""
+    return sorted(_INITS)
+
+
+def _lookup(table: Mapping[str, _T], key: str, what: str) -> _T:
+    try:
+        return table[key]
+    except KeyError:
+        raise ValueError(f"unknown {what} {key!r}; accepted values: {sorted(table)}") from None
+
+
+def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
+    """Build the model described by ``spec``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Architecture, input shape, classes, activation, initialisation and width.
+    seed : int | None
+        When given, parameters are drawn from ``torch.manual_seed(seed)`` inside a forked RNG
+        (the caller's global RNG state is untouched), so equal seeds give equal models.
+
+    Raises
+    ------
+    ValueError
+        If the name, activation or init is unknown (the message lists the accepted values),
+        or the input shape does not suit the architecture.
+    """
+    builder = _lookup(_MODELS, spec.name, "model")
+    activation_name = spec.activation or _DEFAULT_ACTIVATION[spec.name]
+    make_activation = _lookup(_ACTIVATIONS, activation_name, "activation")
+    init_fn = _lookup(_INITS, spec.init, "init")
+    if spec.num_classes < 1 or (spec.width is not None and spec.width < 1):
+        raise ValueError(f"num_classes and width must be positive: {spec}")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = builder(spec, make_activation)
+        if init_fn is not None:
+            for module in model.modules():
+                if isinstance(module, nn.Linear | nn.Conv2d):
+                    init_fn(module.weight)
+    return model
+
+
+def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *input_shape)).flatten(1).shape[1])
+
+
+def _image_shape(spec: ModelSpec) -> tuple[int, int, int]:
+    if len(spec.input_shape) != 3:
+        raise ValueError(
+            f"model {spec.name!r} needs a (C, H, W) input shape, got {spec.input_shape}"
+        )
+    c, h, w = spec.input_shape
+    return c, h, w
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    width = spec.width or 100
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(_numel(spec.input_shape), width),
+        act(),
+        nn.Linear(width, spec.num_classes),
+    )
+
+
+def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    width = spec.width or 200
+    sizes = [_numel(spec.input_shape)] + [width] * 5 + [spec.num_classes]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _lenet(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    channels, _, _ = _image_shape(spec)
+    width = spec.width or 12
+    features = nn.Sequential(
+        nn.Conv2d(channels, width, kernel_size=5, padding=2, stride=2),
+        act(),
+        nn.Conv2d(width, width, kernel_size=5, padding=2, stride=2),
+        act(),
+        nn.Conv2d(width, width, kernel_size=5, padding=2, stride=1),
+        act(),
+        nn.Flatten(),
+    )
+    flat = _flat_size(features, spec.input_shape)
+    return nn.Sequential(*features, nn.Linear(flat, spec.num_classes))
+
+
+def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    channels, _, _ = _image_shape(spec)
+    width = spec.width or 32
+    features = nn.Sequential(
+        nn.Conv2d(channels, width, kernel_size=5, padding=2),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, kernel_size=5, padding=2),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    flat = _flat_size(features, spec.input_shape)
+    return nn.Sequential(*features, nn.Linear(flat, 512), act(), nn.Linear(512, spec.num_classes))
+
+
+def _resnet18(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    from torchvision.models import resnet18
+
+    channels, _, _ = _image_shape(spec)
+    if spec.width is not None:
+        raise ValueError("model 'resnet18' has a fixed width; leave width unset")
+    model = resnet18(num_classes=spec.num_classes)
+    model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if not isinstance(act(), nn.ReLU):
+        # Seed 003 sweeps the activation of ResNet too: swap every ReLU module for it.
+        for parent in list(model.modules()):
+            for child_name, child in parent.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(parent, child_name, act())
+    return model
+
+
+register_model("mlp", _mlp)
+register_model("fcnn", _fcnn)
+register_model("lenet", _lenet, default_activation="sigmoid")
+register_model("cnn", _cnn)
+register_model("resnet18", _resnet18)

@@ -1,0 +1,41 @@
+"""Every Flower record key fedleak uses, in one place (server and clients import these)."""
+
+ARRAYS = "arrays"
+"""ArrayRecord with the model's state dict (FedAvg's default ``arrayrecord_key``)."""
+CONFIG = "config"
+"""ConfigRecord sent with a train message (FedAvg's default ``configrecord_key``)."""
+METRICS = "metrics"
+"""MetricRecord of a train reply."""
+NUM_EXAMPLES = "num-examples"
+"""Weighting key FedAvg reads from each reply's MetricRecord."""
+TRAIN_LOSS = "train_loss"
+
+# --- ConfigRecord entries the server sets each round (the hyperparameters it knows) ---
+SERVER_ROUND = "server-round"
+MODE = "mode"
+LR = "lr"
+BATCH_SIZE = "batch-size"
+LOCAL_EPOCHS = "local-epochs"
+LOCAL_STEPS = "local-steps"
+LOSS = "loss"
+CLIENT_SETUP = "fedleak-client-setup"
+"""JSON of :class:`simulator.client_setup.ClientSetup`: data set, model, seed, audit store."""
+
+# --- node_config entries (set by Flower's simulation, or by --node-config in deployment) ---
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"
+
+# --- run_config entry for `flwr run` ---
+EXPERIMENT_JSON = "experiment-json"
+RUN_DIR = "run-dir"
+
+# --- environment of a `fedleak run` launch (the ServerApp runs in the launching process) ---
+ENV_EXPERIMENT_JSON = "FEDLEAK_EXPERIMENT_JSON"
+ENV_RUN_DIR = "FEDLEAK_RUN_DIR"
+
+# --- Flower components (pyproject's [tool.flwr.app.components]) ---
+SERVER_APP = "server.app:app"
+CLIENT_APP = "clients.app:app"
+
+# --- Ray custom resource reserved for attack workers in simulation ---
+ATTACK_WORKER_SLOT = "fedleak_attack_worker"

@@ -1,0 +1,157 @@
+"""One leakage row per (round, node, attack), the run directory, and its files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATUS_OK = "ok"
+
+
+@dataclass(frozen=True)
+class LeakageRecord:
+    """The leakage of one attack on one client update.
+
+    ``status`` is ``ok`` when the attack returned a reconstruction (metrics set), else one of
+    ``failed``, ``not_applicable``, ``timeout``, ``skipped`` with ``reason`` (metrics NaN).
+    """
+
+    round: int
+    node_id: int
+    attack: str
+    status: str
+    reason: str = ""
+    psnr_mean: float = math.nan
+    psnr_min: float = math.nan
+    ssim_mean: float = math.nan
+    mse_mean: float = math.nan
+    avd_mean: float = math.nan
+    label_accuracy: float = math.nan
+    recovery_rate: float = math.nan
+    recovery_rate_loose: float = math.nan
+    num_samples: int = 0
+    num_truth: int = 0
+    num_reconstructed: int = 0
+    iterations: int = 0
+    attack_time_s: float = 0.0
+    worker: str = ""
+    device: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One JSONL line (NaN written as null, so any JSON reader accepts it)."""
+        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return json.dumps(row, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> LeakageRecord:
+        """Inverse of :meth:`to_json`."""
+        row = json.loads(line)
+        names = {f.name: f for f in fields(cls)}
+        kwargs = {k: (math.nan if v is None and names[k].type == "float" else v) for k, v in row.items() if k in names}
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes everything: ``runs/<experiment>/<timestamp>/``."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def leakage_jsonl(self) -> Path:
+        return self.root / "leakage.jsonl"
+
+    @property
+    def leakage_csv(self) -> Path:
+        return self.root / "leakage.csv"
+
+    @property
+    def training_jsonl(self) -> Path:
+        return self.root / "training.jsonl"
+
+    @property
+    def training_csv(self) -> Path:
+        return self.root / "training.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.txt"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit"
+
+    @property
+    def reconstructions(self) -> Path:
+        return self.root / "reconstructions"
+
+    @property
+    def grids(self) -> Path:
+        return self.root / "grids"
+
+    def reconstruction_file(self, server_round: int, node_id: int, attack: str) -> Path:
+        return self.reconstructions / f"round_{server_round:04d}" / f"node_{node_id}_{attack}.npz"
+
+
+class JsonlAppender:
+    """Append one JSON line per call, flushed and fsynced so a crash loses nothing written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("a", encoding="utf-8")
+
+    def append(self, line: str) -> None:
+        self._handle.write(line + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_leakage(path: Path) -> list[LeakageRecord]:
+    """All complete rows of a ``leakage.jsonl`` (a torn last line after a crash is skipped)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(LeakageRecord.from_json(line))
+        except (json.JSONDecodeError, TypeError):
+            continue
+    return records
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """Plain dict rows of a JSONL file; a torn last line is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) as CSV; nested values as JSON."""
+    if not rows:
+        path.write_text("", encoding="utf-8")
+        return
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})

@@ -1,0 +1,79 @@
+"""Run an experiment on Flower's Ray-backed simulation engine, on this machine."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from simulator import record_keys as keys
+from simulator.config import ExperimentConfig
+from simulator.results import RunPaths
+
+
+def load_component(reference: str) -> Any:
+    """Import a Flower component by its ``module:attribute`` string."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def backend_config(cfg: ExperimentConfig, total_cpus: int | None = None) -> dict[str, Any]:
+    """Ray resources split between client actors and attack workers.
+
+    Flower creates ``floor(CPUs / client_cpus)`` client actors, so Ray is told only the CPUs
+    left for clients; attack workers get ``pool.workers`` slots of a custom resource instead.
+    On a 2-core machine with one worker: one client at a time plus one attack worker.
+    """
+    total = total_cpus or os.cpu_count() or 1
+    fed, pool = cfg.federation, cfg.pool
+    attack_cpus = pool.workers * pool.num_cpus if pool.backend == "ray" else 0.0
+    client_cpus = max(fed.client_cpus, total - attack_cpus)
+    init_args: dict[str, Any] = {
+        "num_cpus": client_cpus,
+        "include_dashboard": False,
+        "resources": {keys.ATTACK_WORKER_SLOT: pool.workers},
+    }
+    return {
+        "client_resources": {"num_cpus": fed.client_cpus, "num_gpus": fed.client_gpus},
+        "init_args": init_args,
+    }
+
+
+def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool = False) -> None:
+    """Run ``cfg`` with ``cfg.federation.num_clients`` virtual SuperNodes; results in ``paths``.
+
+    The ServerApp runs in this process (a thread of Flower's simulation), so it reads the
+    experiment from the environment this function sets, and shares Flower's Ray.
+    """
+    os.environ[keys.ENV_EXPERIMENT_JSON] = json.dumps(cfg.to_dict())
+    os.environ[keys.ENV_RUN_DIR] = str(paths.root)
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    import ray
+    from flwr.simulation import run_simulation
+
+    config = backend_config(cfg)
+    # fedleak owns Ray's start so the attack pool (created by the ServerApp thread) and
+    # Flower's client actors share one cluster; Flower skips ray.init when Ray is up.
+    if not ray.is_initialized():
+        pythonpath = os.pathsep.join(sys.path)
+        ray.init(
+            runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+            logging_level=logging.WARNING if not verbose else logging.INFO,
+            log_to_driver=verbose,
+            **config["init_args"],
+        )
+    if not verbose:
+        # Flower warns about its own deprecated run_simulation and skipped evaluation.
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+    run_simulation(
+        server_app=load_component(keys.SERVER_APP),
+        client_app=load_component(keys.CLIENT_APP),
+        num_supernodes=cfg.federation.num_clients,
+        backend_config=config,  # type: ignore[arg-type]
+        verbose_logging=verbose,
+    )

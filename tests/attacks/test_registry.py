@@ -1,0 +1,129 @@
+"""Registry rules, the never-raising runner, and the attacker's information boundary."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import attacks
+from attacks import (
+    AnalyticAttack,
+    Attack,
+    AttackFailure,
+    InterceptedUpdate,
+    Reconstruction,
+    TrainingHyperparams,
+    available_attacks,
+    create_attack,
+    execute_attack,
+    register_attack,
+)
+from attacks import registry as registry_module
+from attacks.losses import model_gradient
+
+CPU = torch.device("cpu")
+
+
+class _Boom(Attack):
+    name = "boom"
+
+    def reconstruct(
+        self, model: nn.Module, update: InterceptedUpdate, *, device: torch.device, seed: int
+    ) -> Reconstruction:
+        raise RuntimeError("exploded")
+
+
+def tiny_update() -> tuple[nn.Module, InterceptedUpdate]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    x = torch.rand(1, 6, dtype=torch.float64)
+    y = torch.tensor([1])
+    names = [n for n, _ in model.named_parameters()]
+    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
+    glob = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+    client = OrderedDict((k, v - 0.1 * grads[k].detach().numpy()) for k, v in glob.items())
+    hp = TrainingHyperparams("fedsgd", 0.1, 1, 1)
+    return model, InterceptedUpdate(1, 3, glob, client, 1, hp, (6,), 3)
+
+
+def test_package_registers_its_attacks() -> None:
+    assert {"analytic", "inverting_gradients"} <= set(available_attacks())
+    assert isinstance(create_attack("analytic"), AnalyticAttack)
+
+
+def test_erroneous_duplicate_registration() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_attack("analytic", AnalyticAttack)
+
+
+def test_registering_a_new_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "_ATTACKS", dict(registry_module._ATTACKS))
+    register_attack("boom", _Boom)
+    assert "boom" in available_attacks()
+
+
+def test_erroneous_unknown_attack_lists_available() -> None:
+    with pytest.raises(ValueError, match="unknown attack 'nope'") as info:
+        create_attack("nope")
+    for name in available_attacks():
+        assert name in str(info.value)
+
+
+def test_erroneous_unknown_config_key_is_named() -> None:
+    with pytest.raises(ValueError, match="topk") as info:
+        create_attack("analytic", {"topk": 2})
+    assert "top_k" in str(info.value)  # the accepted keys are listed
+
+
+def test_execute_attack_turns_exceptions_into_failures() -> None:
+    model, update = tiny_update()
+    result = execute_attack(_Boom(), model, update, device=CPU, seed=0)
+    assert isinstance(result, AttackFailure)
+    assert result.status == "failed"
+    assert result.reason == "RuntimeError: exploded"
+    assert result.wall_time_s >= 0.0
+
+
+@pytest.mark.parametrize("name", available_attacks())
+def test_every_registered_attack_runs_on_a_tiny_case(name: str) -> None:
+    model, update = tiny_update()
+    result = execute_attack(create_attack(name), model, update, device=CPU, seed=0)
+    assert isinstance(result, Reconstruction), result
+    assert result.inputs.shape == (1, 6)
+    assert result.labels.shape == (1,) and result.labels.dtype == np.int64
+    assert result.wall_time_s > 0.0
+
+
+def test_attacks_receive_only_the_intercepted_update() -> None:
+    params = list(inspect.signature(Attack.reconstruct).parameters)
+    assert params == ["self", "model", "update", "device", "seed"]
+    for name in available_attacks():
+        cls = registry_module.attack_class(name)
+        assert list(inspect.signature(cls.reconstruct).parameters) == params
+
+
+def test_attacks_package_imports_only_torch_numpy_scipy_stdlib() -> None:
+    allowed = {"torch", "numpy", "scipy", "attacks", "__future__"} | set(sys.stdlib_module_names)
+    package = Path(attacks.__file__).parent
+    sources = sorted(package.rglob("*.py"))
+    assert sources
+    for source in sources:
+        tree = ast.parse(source.read_text(), filename=str(source))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{source.name}: relative import"
+                roots = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            for root in roots:
+                assert root in allowed, f"{source.name} imports {root!r}"
