@@ -118,9 +118,10 @@ class InvertingGradientsAttack(Attack):
 
         best_loss = float("inf")
         best_x: torch.Tensor | None = None
+        best_init: torch.Tensor | None = None
         for _ in range(cfg.restarts):
             init = torch.rand(shape, generator=generator, dtype=dtype)
-            x = init.to(device).requires_grad_(True)
+            x = init.to(device, copy=True).requires_grad_(True)
             optimizer = torch.optim.Adam([x], lr=cfg.lr)
             milestones = [int(cfg.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
             scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -141,13 +142,14 @@ class InvertingGradientsAttack(Attack):
                     x.clamp_(0.0, 1.0)
             final = self._matching_loss(model, loss_name, x.detach(), labels, observed)
             if best_x is None or final < best_loss:
-                best_loss, best_x = final, x.detach()
+                best_loss, best_x, best_init = final, x.detach(), init
         assert best_x is not None
         return Reconstruction(
             inputs=best_x.cpu().numpy(),
             labels=label_array,
             iterations=cfg.iterations * cfg.restarts,
             details={"matching_loss": best_loss, "restarts": cfg.restarts},
+            initial_inputs=best_init.numpy() if best_init is not None else None,
         )
 
     @staticmethod

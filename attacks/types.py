@@ -128,6 +128,9 @@ class Reconstruction:
         Seconds spent in the attack.
     details : Mapping[str, float | int | str]
         Attack-specific facts (e.g. the neuron used), recorded alongside the metrics.
+    initial_inputs : np.ndarray | None
+        For optimisation attacks, the starting point of the returned solution, so the auditor
+        can report how far the attack moved beyond its random initialisation.
     """
 
     inputs: np.ndarray
@@ -136,6 +139,7 @@ class Reconstruction:
     iterations: int = 0
     wall_time_s: float = 0.0
     details: Mapping[str, float | int | str] = field(default_factory=dict)
+    initial_inputs: np.ndarray | None = None
 
 
 AttackStatus = Literal["failed", "not_applicable", "timeout", "skipped"]

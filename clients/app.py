@@ -49,7 +49,7 @@ def train(msg: Message, context: Context) -> Message:
     config: ConfigRecord = msg.content[keys.CONFIG]  # type: ignore[assignment]
     setup = ClientSetup.from_json(str(config[keys.CLIENT_SETUP]))
     hp = hyperparams_from_config(config)
-    server_round = int(config[keys.SERVER_ROUND])
+    server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
     partition_id, num_partitions = _partition_of(context)
 
     splits = cached_splits(setup.dataset, setup.data_dir, setup.seed, setup.test_fraction)

@@ -51,7 +51,9 @@ def batch_schedule(
     if hp.mode == "fedsgd":
         return [rng.choice(partition_size, size=batch, replace=False)]
     if hp.local_steps > 0:
-        return [rng.choice(partition_size, size=batch, replace=False) for _ in range(hp.local_steps)]
+        return [
+            rng.choice(partition_size, size=batch, replace=False) for _ in range(hp.local_steps)
+        ]
     steps: list[np.ndarray] = []
     for _ in range(hp.local_epochs):
         order = rng.permutation(partition_size)

@@ -26,7 +26,10 @@ app = ServerApp()
 
 def resolve_experiment(context: Context) -> tuple[ExperimentConfig, RunPaths]:
     """The experiment and run directory of this ServerApp run (see module docstring)."""
-    text = str(context.run_config.get(keys.EXPERIMENT_JSON, "") or os.environ.get(keys.ENV_EXPERIMENT_JSON, ""))
+    text = str(
+        context.run_config.get(keys.EXPERIMENT_JSON, "")
+        or os.environ.get(keys.ENV_EXPERIMENT_JSON, "")
+    )
     cfg = experiment_from_mapping(json.loads(text)) if text else load_experiment()
     run_dir = str(context.run_config.get(keys.RUN_DIR, "") or os.environ.get(keys.ENV_RUN_DIR, ""))
     paths = RunPaths(Path(run_dir)) if run_dir else create_run_dir(cfg)

@@ -57,7 +57,11 @@ class CentralEvaluator:
             "test_accuracy": accuracy,
         }
         self.rows.append(row)
-        self.log.append(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}))
+        self.log.append(
+            json.dumps(
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            )
+        )
         if server_round > 0:
             self.progress(server_round, accuracy)
         return MetricRecord({"test_loss": test_loss, "test_accuracy": accuracy})

@@ -33,16 +33,24 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
 
     Returns the strategy (its inner aggregation results and per-round counters).
     """
-    splits = cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+    splits = cached_splits(
+        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
+    )
     spec = model_spec_for(
-        cfg.model.name, splits.train, width=cfg.model.width,
-        activation=cfg.model.activation, init=cfg.model.init,
+        cfg.model.name,
+        splits.train,
+        width=cfg.model.width,
+        activation=cfg.model.activation,
+        init=cfg.model.init,
     )
     model = initial_model(spec, cfg.seed)
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
     recorder = LeakageRecorder(paths, audit)
     plan = AttackPlan(
-        names=cfg.attack.names, params=cfg.attack.params, seed=cfg.seed, device=cfg.device,
+        names=cfg.attack.names,
+        params=cfg.attack.params,
+        seed=cfg.seed,
+        device=cfg.device,
         disclose_labels="labels" in cfg.attack.disclose,
     )
     pipeline = AttackPipeline(create_pool(cfg.pool), recorder, plan, spec, audit)
@@ -57,7 +65,10 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
 
     def train_loss_of(server_round: int) -> float:
         metrics = strategy.train_metrics.get(server_round)
-        return float(metrics[keys.TRAIN_LOSS]) if metrics and keys.TRAIN_LOSS in metrics else math.nan  # type: ignore[arg-type]
+        if metrics is None or keys.TRAIN_LOSS not in metrics:
+            return math.nan
+        value = metrics[keys.TRAIN_LOSS]
+        return float(value) if isinstance(value, int | float) else math.nan
 
     def progress(server_round: int, accuracy: float) -> None:
         best = recorder.best_psnr()
@@ -72,7 +83,10 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
     evaluator = CentralEvaluator(spec, splits.test, fed.loss, training_log, train_loss_of, progress)
     setup = ClientSetup.from_experiment(cfg, audit_dir=str(paths.audit))
     train_config = ConfigRecord(
-        {**hyperparams_to_config(hyperparams_from_federation(fed)), keys.CLIENT_SETUP: setup.to_json()}
+        {
+            **hyperparams_to_config(hyperparams_from_federation(fed)),
+            keys.CLIENT_SETUP: setup.to_json(),
+        }
     )
     try:
         result = strategy.start(

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from server.capture import CapturedRound, decode, to_update
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
 from server.recorder import LeakageRecorder
@@ -62,7 +64,9 @@ class AttackPipeline:
         self._interval = poll_interval_s
         self._queue: queue.Queue[CapturedRound] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fedleak-attack-pipeline", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="fedleak-attack-pipeline", daemon=True
+        )
         self.submitted = 0
         self.recorded = 0
         self._thread.start()
@@ -79,14 +83,19 @@ class AttackPipeline:
         return queued + self.submitted - self.recorded
 
     # ------------------------------------------------------------------ pipeline thread
+    def _disclosed_labels(self, server_round: int, node_id: int) -> np.ndarray | None:
+        """True labels, only where the threat model discloses them and the client audited."""
+        if not self.plan.disclose_labels or self.audit is None:
+            return None
+        if not self.audit.has(server_round, node_id):
+            return None
+        return self.audit.read(server_round, node_id).labels
+
     def _jobs_for(self, captured: CapturedRound) -> list[AttackJob]:
         global_params = decode(captured.global_arrays)
         jobs: list[AttackJob] = []
         for reply in captured.replies:
-            labels = None
-            if self.plan.disclose_labels and self.audit is not None:
-                if self.audit.has(captured.server_round, reply.node_id):
-                    labels = self.audit.read(captured.server_round, reply.node_id).labels
+            labels = self._disclosed_labels(captured.server_round, reply.node_id)
             try:
                 update = to_update(
                     captured,
@@ -99,13 +108,19 @@ class AttackPipeline:
             except ValueError as exc:
                 for name in self.plan.names:
                     self.recorder.record_failure(
-                        captured.server_round, reply.node_id, name, "failed", f"update rejected: {exc}"
+                        captured.server_round,
+                        reply.node_id,
+                        name,
+                        "failed",
+                        f"update rejected: {exc}",
                     )
                 continue
             for name in self.plan.names:
                 seed = job_seed(self.plan.seed, captured.server_round, reply.node_id, name)
                 params = dict(self.plan.params.get(name, {}))
-                jobs.append(AttackJob(name, params, update, self.model_spec, seed, self.plan.device))
+                jobs.append(
+                    AttackJob(name, params, update, self.model_spec, seed, self.plan.device)
+                )
         return jobs
 
     def _submit_round(self, captured: CapturedRound) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -32,38 +34,38 @@ class LeakageRecorder:
         self._lock = threading.Lock()
         self._jsonl = JsonlAppender(paths.leakage_jsonl)
 
-    def _base(self, result: AttackResult) -> dict[str, object]:
+    def _base(self, result: AttackResult, status: str, reason: str = "") -> LeakageRecord:
         server_round, node_id, attack = result.job.key
-        return {
-            "round": server_round,
-            "node_id": node_id,
-            "attack": attack,
-            "worker": result.worker,
-            "device": result.device,
-            "attack_time_s": result.outcome.wall_time_s,
-        }
+        return LeakageRecord(
+            round=server_round,
+            node_id=node_id,
+            attack=attack,
+            status=status,
+            reason=reason,
+            worker=result.worker,
+            device=result.device,
+            attack_time_s=result.outcome.wall_time_s,
+        )
 
     def _measure(self, result: AttackResult, recon: Reconstruction) -> LeakageRecord:
         server_round, node_id, attack = result.job.key
-        base = self._base(result)
-        details = dict(recon.details)
+        base = replace(
+            self._base(result, STATUS_OK), iterations=recon.iterations, details=dict(recon.details)
+        )
         if self.audit is None or not self.audit.has(server_round, node_id):
-            return LeakageRecord(
-                **base, status=STATUS_OK, reason="no ground truth (audit disabled)",  # type: ignore[arg-type]
-                iterations=recon.iterations, details=details,
-            )
+            return replace(base, reason="no ground truth (audit disabled)")
         truth = self.audit.read(server_round, node_id)
         metrics = compute_leakage(truth.inputs, truth.labels, recon.inputs, recon.labels)
+        init_psnr = math.nan
+        if recon.initial_inputs is not None:
+            init_psnr = compute_leakage(
+                truth.inputs, truth.labels, recon.initial_inputs, recon.labels
+            ).psnr_mean
         target = self.paths.reconstruction_file(server_round, node_id, attack)
         target.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(target, inputs=recon.inputs, labels=recon.labels)
-        return LeakageRecord(
-            **base,  # type: ignore[arg-type]
-            status=STATUS_OK,
-            **metrics.to_row(),  # type: ignore[arg-type]
-            iterations=recon.iterations,
-            details=details,
-        )
+        measured: dict[str, Any] = {**metrics.to_row(), "psnr_init_mean": init_psnr}
+        return replace(base, **measured)
 
     def _append(self, row: LeakageRecord) -> LeakageRecord:
         with self._lock:
@@ -81,16 +83,13 @@ class LeakageRecorder:
         """Measure and append one row; a measuring error is itself a recorded failure."""
         outcome = result.outcome
         if isinstance(outcome, AttackFailure):
-            row = LeakageRecord(**self._base(result), status=outcome.status, reason=outcome.reason)  # type: ignore[arg-type]
+            row = self._base(result, outcome.status, outcome.reason)
         else:
             try:
                 row = self._measure(result, outcome)
             except Exception as exc:  # a bad reconstruction shape must not stop the run
-                row = LeakageRecord(
-                    **self._base(result),  # type: ignore[arg-type]
-                    status="failed",
-                    reason=f"measuring failed: {type(exc).__name__}: {exc}",
-                )
+                reason = f"measuring failed: {type(exc).__name__}: {exc}"
+                row = self._base(result, "failed", reason)
         return self._append(row)
 
     def best_psnr(self) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from logging import INFO
 from typing import Protocol
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -42,7 +42,7 @@ class CuriousStrategy(Strategy):
     def __init__(self, inner: Strategy, sink: UpdateSink) -> None:
         self.inner = inner
         self.sink = sink
-        self._sent: dict[int, tuple[dict, TrainingHyperparams]] = {}  # type: ignore[type-arg]
+        self._sent: dict[int, tuple[dict[str, Array], TrainingHyperparams]] = {}
         self.rounds_intercepted = 0
         self.clients_trained: dict[int, int] = {}
         self.train_metrics: dict[int, MetricRecord] = {}

@@ -23,6 +23,20 @@ def accepted_models() -> list[str]:
     return available_models()
 
 
+def accepted_activations() -> list[str]:
+    """Activation names models accept."""
+    from simulator.models import available_activations
+
+    return available_activations()
+
+
+def accepted_inits() -> list[str]:
+    """Weight initialisations models accept."""
+    from simulator.models import available_inits
+
+    return available_inits()
+
+
 def accepted_partitioners() -> list[str]:
     """Registered partitioning schemes."""
     from simulator.partitioning import available_schemes

@@ -17,9 +17,8 @@ def config_dir() -> Path:
     env = os.environ.get("FEDLEAK_CONFIG_DIR")
     path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
     if not (path / "config.yaml").is_file():
-        raise ConfigError(
-            [f"config directory {path} has no config.yaml; set FEDLEAK_CONFIG_DIR to fedleak's configs/"]
-        )
+        hint = "set FEDLEAK_CONFIG_DIR to fedleak's configs/"
+        raise ConfigError([f"config directory {path} has no config.yaml; {hint}"])
     return path
 
 
@@ -33,13 +32,14 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigErro
     for group in GROUPS:
         if f"'{group}/" in message or f"In '{group}'" in message:
             choice = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), "?")
-            return ConfigError(
-                [f"{group}: {choice!r} is not one of {_group_options(group)} ({message.splitlines()[0]})"]
-            )
+            options = _group_options(group)
+            first_line = message.splitlines()[0]
+            return ConfigError([f"{group}: {choice!r} is not one of {options} ({first_line})"])
     if "not in struct" in message or "Could not override" in message:
         key = message.split("'")[1] if "'" in message else "?"
+        first_line = message.splitlines()[0]
         return ConfigError(
-            [f"{key}: unknown key ({message.splitlines()[0]}); use '+{key}=...' only for new entries"]
+            [f"{key}: unknown key ({first_line}); add new entries with '+{key}=...'"]
         )
     return ConfigError([f"overrides {list(overrides)}: {message.splitlines()[0]}"])
 

@@ -20,8 +20,10 @@ from simulator.choices import (
     LOSSES,
     MODES,
     POOL_BACKENDS,
+    accepted_activations,
     accepted_attacks,
     accepted_datasets,
+    accepted_inits,
     accepted_models,
     accepted_partitioners,
     attack_requirements,
@@ -213,6 +215,12 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
     return [
         *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
         *_choice("model.name", cfg.model.name, accepted_models()),
+        *_choice("model.init", cfg.model.init, accepted_inits()),
+        *(
+            _choice("model.activation", cfg.model.activation, accepted_activations())
+            if cfg.model.activation is not None
+            else []
+        ),
         *_choice("federation.mode", fed.mode, MODES),
         *_choice("federation.loss", fed.loss, LOSSES),
         *_choice("federation.partitioner", fed.partitioner, accepted_partitioners()),
@@ -226,6 +234,7 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
 def _check_ranges(cfg: ExperimentConfig) -> list[str]:
     fed, pool = cfg.federation, cfg.pool
     problems = [
+        *_positive("model.width", cfg.model.width),
         *_positive("federation.num_clients", fed.num_clients),
         *_positive("federation.rounds", fed.rounds),
         *_positive("federation.batch_size", fed.batch_size),
@@ -243,7 +252,9 @@ def _check_ranges(cfg: ExperimentConfig) -> list[str]:
     if not 0.0 < fed.fraction_train <= 1.0:
         problems.append(f"federation.fraction_train: must be in (0, 1], got {fed.fraction_train}")
     if not 0.0 < cfg.dataset.test_fraction < 1.0:
-        problems.append(f"dataset.test_fraction: must be in (0, 1), got {cfg.dataset.test_fraction}")
+        problems.append(
+            f"dataset.test_fraction: must be in (0, 1), got {cfg.dataset.test_fraction}"
+        )
     return problems
 
 
@@ -262,10 +273,9 @@ def _check_threat_model(cfg: ExperimentConfig) -> list[str]:
                 f"attack.names: {name!r} requires {missing} but attack.disclose is "
                 f"{sorted(disclosed)}; disclose them or drop the attack"
             )
-    for name in sorted(set(cfg.attack.params) - set(cfg.attack.names)):
+    for name in sorted(set(cfg.attack.params) - set(accepted_attacks())):
         problems.append(
-            f"attack.params.{name}: settings for an attack that is not in attack.names "
-            f"{cfg.attack.names}"
+            f"attack.params.{name}: no attack of that name; available: {accepted_attacks()}"
         )
     return problems
 
@@ -275,7 +285,7 @@ def _check_attack_params(cfg: ExperimentConfig) -> list[str]:
 
     problems = []
     for name, params in cfg.attack.params.items():
-        if name not in cfg.attack.names or name not in accepted_attacks():
+        if name not in accepted_attacks():
             continue
         try:
             create_attack(name, params)

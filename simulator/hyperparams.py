@@ -12,10 +12,7 @@ from simulator.config import FederationConfig
 
 def hyperparams_from_federation(fed: FederationConfig) -> TrainingHyperparams:
     """The recipe the server configures for every round of this federation."""
-    if fed.mode == "fedsgd":
-        steps = 1
-    else:
-        steps = fed.local_steps or 0
+    steps = 1 if fed.mode == "fedsgd" else fed.local_steps or 0
     return TrainingHyperparams(
         mode=cast(TrainingMode, fed.mode),
         lr=fed.lr,

@@ -21,8 +21,19 @@ from simulator.results import (
 )
 
 SUMMARY_COLUMNS = (
-    "round", "attack", "updates", "ok", "failed", "psnr_mean", "psnr_min",
-    "ssim", "avd", "label_acc", "recovery", "time_s",
+    "round",
+    "attack",
+    "updates",
+    "ok",
+    "failed",
+    "psnr_mean",
+    "psnr_min",
+    "psnr_init",
+    "ssim",
+    "avd",
+    "label_acc",
+    "recovery",
+    "time_s",
 )
 
 
@@ -47,7 +58,10 @@ def summarise(records: list[LeakageRecord]) -> list[dict[str, float | int | str]
                 "ok": len(ok),
                 "failed": len(group) - len(ok),
                 "psnr_mean": _nanmean([r.psnr_mean for r in ok]),
-                "psnr_min": min((r.psnr_min for r in ok if not math.isnan(r.psnr_min)), default=math.nan),
+                "psnr_min": min(
+                    (r.psnr_min for r in ok if not math.isnan(r.psnr_min)), default=math.nan
+                ),
+                "psnr_init": _nanmean([r.psnr_init_mean for r in ok]),
                 "ssim": _nanmean([r.ssim_mean for r in ok]),
                 "avd": _nanmean([r.avd_mean for r in ok]),
                 "label_acc": _nanmean([r.label_accuracy for r in ok]),
@@ -63,12 +77,21 @@ def format_table(rows: list[dict[str, float | int | str]]) -> str:
 
     def cell(value: float | int | str) -> str:
         if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+            return (
+                "-"
+                if math.isnan(value)
+                else f"{value:.3g}"
+                if abs(value) < 1000
+                else f"{value:.0f}"
+            )
         return str(value)
 
     table = [list(SUMMARY_COLUMNS)] + [[cell(row[c]) for c in SUMMARY_COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(SUMMARY_COLUMNS))]
-    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)) for line in table]
+    lines = [
+        "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
+        for line in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -79,8 +102,13 @@ def _as_display(sample: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.transpose(image[:3], (1, 2, 0))
 
 
-def write_round_grid(paths: RunPaths, server_round: int, records: list[LeakageRecord]) -> Path | None:
-    """Truth in the top row, each attack's matched reconstruction below; ``None`` if nothing to show."""
+def write_round_grid(
+    paths: RunPaths, server_round: int, records: list[LeakageRecord]
+) -> Path | None:
+    """Truth in the top row, each attack's matched reconstruction below.
+
+    Returns ``None`` when there is nothing to show (no audited images).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +138,9 @@ def write_round_grid(paths: RunPaths, server_round: int, records: list[LeakageRe
     if not columns:
         return None
     rows = 1 + len(attacks)
-    fig, axes = plt.subplots(rows, len(columns), figsize=(1.2 * len(columns) + 1, 1.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, len(columns), figsize=(1.2 * len(columns) + 1, 1.3 * rows), squeeze=False
+    )
     for col, (truth_sample, recons) in enumerate(columns):
         axes[0][col].imshow(_as_display(truth_sample), cmap="gray", vmin=0, vmax=1)
         for row, attack in enumerate(attacks, start=1):

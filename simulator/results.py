@@ -19,6 +19,8 @@ class LeakageRecord:
 
     ``status`` is ``ok`` when the attack returned a reconstruction (metrics set), else one of
     ``failed``, ``not_applicable``, ``timeout``, ``skipped`` with ``reason`` (metrics NaN).
+    ``psnr_init_mean`` is the PSNR of an optimisation attack's random starting point: the
+    baseline its ``psnr_mean`` must clearly exceed to count as leakage.
     """
 
     round: int
@@ -34,6 +36,7 @@ class LeakageRecord:
     label_accuracy: float = math.nan
     recovery_rate: float = math.nan
     recovery_rate_loose: float = math.nan
+    psnr_init_mean: float = math.nan
     num_samples: int = 0
     num_truth: int = 0
     num_reconstructed: int = 0
@@ -45,7 +48,10 @@ class LeakageRecord:
 
     def to_json(self) -> str:
         """One JSONL line (NaN written as null, so any JSON reader accepts it)."""
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        row = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in asdict(self).items()
+        }
         return json.dumps(row, sort_keys=False)
 
     @classmethod
@@ -53,7 +59,11 @@ class LeakageRecord:
         """Inverse of :meth:`to_json`."""
         row = json.loads(line)
         names = {f.name: f for f in fields(cls)}
-        kwargs = {k: (math.nan if v is None and names[k].type == "float" else v) for k, v in row.items() if k in names}
+        kwargs: dict[str, Any] = {
+            k: (math.nan if v is None and names[k].type == "float" else v)
+            for k, v in row.items()
+            if k in names
+        }
         return cls(**kwargs)
 
 
@@ -154,4 +164,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+            )

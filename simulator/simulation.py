@@ -74,6 +74,6 @@ def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool =
         server_app=load_component(keys.SERVER_APP),
         client_app=load_component(keys.CLIENT_APP),
         num_supernodes=cfg.federation.num_clients,
-        backend_config=config,  # type: ignore[arg-type]
+        backend_config=config,
         verbose_logging=verbose,
     )

@@ -30,6 +30,7 @@ class AttackPool(ABC):
     def pending(self) -> int:
         """Jobs submitted and not yet returned by :meth:`poll` or :meth:`drain`."""
 
+    @abstractmethod
     def shutdown(self) -> None:
         """Release workers (idempotent)."""
 
@@ -38,7 +39,9 @@ def timed_out(job: AttackJob, timeout_s: float) -> AttackResult:
     """The recorded result of a job still running when the drain deadline passed."""
     return AttackResult(
         job=job,
-        outcome=AttackFailure("timeout", f"not finished within the {timeout_s:.0f} s drain deadline"),
+        outcome=AttackFailure(
+            "timeout", f"not finished within the {timeout_s:.0f} s drain deadline"
+        ),
     )
 
 

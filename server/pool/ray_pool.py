@@ -86,9 +86,7 @@ class RayAttackPool(AttackPool):
     def poll(self) -> list[AttackResult]:
         if not self._inflight:
             return []
-        ready, _ = self._ray.wait(
-            list(self._inflight), num_returns=len(self._inflight), timeout=0
-        )
+        ready, _ = self._ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=0)
         return self._collect(ready)
 
     def drain(self, timeout_s: float) -> list[AttackResult]:
@@ -100,7 +98,7 @@ class RayAttackPool(AttackPool):
                 break
             ready, _ = self._ray.wait(list(self._inflight), num_returns=1, timeout=remaining)
             results.extend(self._collect(ready))
-        for ref, (job, index) in list(self._inflight.items()):
+        for job, index in list(self._inflight.values()):
             self._load[index] -= 1
             results.append(timed_out(job, time.monotonic() - start))
         self._inflight.clear()

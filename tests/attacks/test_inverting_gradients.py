@@ -167,3 +167,17 @@ def test_runs_on_cuda() -> None:
     )
     assert isinstance(result, Reconstruction)
     assert psnr(result.inputs, smooth_image(0).numpy()) > 25.0
+
+
+
+def test_reconstruction_reports_its_random_starting_point() -> None:
+    """The auditor measures IG's gain over its initialisation from ``initial_inputs``."""
+    model = conv_net(0)
+    update = sgd_update(model, smooth_image(0), torch.tensor([1]))
+    attack = InvertingGradientsAttack(InvertingGradientsConfig(iterations=5))
+    result = attack.reconstruct(model, update, device=CPU, seed=3)
+    again = attack.reconstruct(model, update, device=CPU, seed=3)
+    assert result.initial_inputs is not None and again.initial_inputs is not None
+    assert result.initial_inputs.shape == result.inputs.shape
+    assert not np.array_equal(result.initial_inputs, result.inputs)
+    np.testing.assert_array_equal(again.initial_inputs, result.initial_inputs)

@@ -1,0 +1,97 @@
+"""Bad configs stop before anything starts, naming the key and the accepted values."""
+
+from __future__ import annotations
+
+import pytest
+
+from attacks import Attack, register_attack
+from attacks.registry import available_attacks
+from attacks.types import Disclosure, Reconstruction
+from simulator.cli import main
+from simulator.compose import load_experiment
+from simulator.config import ConfigError, ExperimentConfig
+from simulator.exit_codes import CONFIG_ERROR
+
+
+class _NeedsLabels(Attack):
+    name = "test_needs_labels"
+    requires = frozenset({Disclosure.LABELS})
+
+    def reconstruct(self, model, update, *, device, seed) -> Reconstruction:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+if _NeedsLabels.name not in available_attacks():
+    register_attack(_NeedsLabels.name, _NeedsLabels)
+
+
+def test_default_config_is_the_embedded_default() -> None:
+    cfg = load_experiment()
+    assert cfg.dataset.name == "digits" and cfg.model.name == "mlp"
+    assert cfg.federation.num_clients == 4 and cfg.federation.rounds == 3
+    assert cfg.federation.mode == "fedsgd" and cfg.federation.batch_size == 1
+    assert cfg.attack.names == ["analytic", "inverting_gradients"]
+
+
+def test_overrides_reach_the_typed_config() -> None:
+    cfg = load_experiment(
+        ["model=lenet", "federation.rounds=5", "federation.lr=0.5", "pool=inprocess"]
+    )
+    assert isinstance(cfg, ExperimentConfig)
+    assert (cfg.model.name, cfg.federation.rounds, cfg.federation.lr, cfg.pool.backend) == (
+        "lenet",
+        5,
+        0.5,
+        "inprocess",
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["model=transformer"], ["model", "'transformer'", "mlp", "lenet"]),
+        (["federation.rounds=abc"], ["federation.rounds", "expected int"]),
+        (["federation.rounds=0"], ["federation.rounds", "> 0"]),
+        (["federation.mode=fedprox"], ["federation.mode", "fedavg", "fedsgd"]),
+        (["federation.colour=red"], ["federation.colour", "unknown key"]),
+        (["attack.names=[analytic,dlg2]"], ["attack.names", "'dlg2'", "inverting_gradients"]),
+        (["federation.fraction_train=1.5"], ["federation.fraction_train", "(0, 1]"]),
+        (["model.activation=tanh"], ["model.activation", "relu", "sigmoid"]),
+        (["pool.backend=dask"], ["pool.backend", "inprocess", "ray"]),
+        (
+            ["+attack.params.inverting_gradients.momentum=0.9"],
+            ["attack.params.inverting_gradients", "momentum"],
+        ),
+        (
+            ["attack.names=[test_needs_labels]"],
+            ["test_needs_labels", "requires", "labels", "attack.disclose"],
+        ),
+        (["dataset=imagenet"], ["dataset", "'imagenet'", "digits"]),
+    ],
+)
+def test_erroneous_config_names_the_key(overrides: list[str], expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_experiment(overrides)
+    for fragment in expected:
+        assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_erroneous_config_collects_every_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_experiment(["federation.rounds=0", "federation.batch_size=-1", "device=tpu"])
+    assert len(info.value.problems) == 3
+
+
+def test_disclosing_labels_admits_the_attack() -> None:
+    cfg = load_experiment(["attack.names=[test_needs_labels]", "attack.disclose=[labels]"])
+    assert cfg.attack.disclose == ["labels"]
+
+
+def test_erroneous_config_exits_nonzero_before_running(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "federation.rounds=0", f"output_dir={tmp_path}"])
+    assert code == CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert "federation.rounds" in err and "must be > 0" in err
+    assert not any(tmp_path.iterdir())  # type: ignore[attr-defined]  # nothing was started
