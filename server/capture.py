@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message
+from flwr.app import Array, ArrayRecord, Message, MetricRecord
 
 from attacks.types import InterceptedUpdate, TrainingHyperparams
 from simulator import record_keys as keys
@@ -42,14 +42,21 @@ def capture_arrays(record: ArrayRecord) -> dict[str, Array]:
 
 
 def capture_reply(msg: Message) -> CapturedReply | None:
-    """Capture a train reply; ``None`` for an error reply or one without arrays."""
-    if msg.has_error():
+    """Capture a train reply; ``None`` for an error reply or one without arrays.
+
+    Looks records up by key: ``RecordDict.array_records`` rebuilds a dict on every access,
+    which made capturing cost as much as aggregating a small model.
+    """
+    if msg.has_error() or keys.ARRAYS not in msg.content:
         return None
-    arrays = msg.content.array_records.get(keys.ARRAYS)
-    metrics = msg.content.metric_records.get(keys.METRICS)
-    if arrays is None:
+    arrays = msg.content[keys.ARRAYS]
+    if not isinstance(arrays, ArrayRecord):
         return None
-    num_examples = int(metrics.get(keys.NUM_EXAMPLES, 0)) if metrics is not None else 0  # type: ignore[arg-type]
+    metrics = msg.content[keys.METRICS] if keys.METRICS in msg.content else None
+    num_examples = 0
+    if isinstance(metrics, MetricRecord):
+        value = metrics.get(keys.NUM_EXAMPLES, 0)
+        num_examples = int(value) if isinstance(value, int | float) else 0
     return CapturedReply(msg.metadata.src_node_id, capture_arrays(arrays), num_examples)
 
 

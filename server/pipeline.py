@@ -82,6 +82,10 @@ class AttackPipeline:
         queued = sum(len(c.replies) for c in list(self._queue.queue)) * len(self.plan.names)
         return queued + self.submitted - self.recorded
 
+    def wait_until_submitted(self) -> None:
+        """Block until every intercepted round has been decoded and submitted (benchmarks)."""
+        self._queue.join()
+
     # ------------------------------------------------------------------ pipeline thread
     def _disclosed_labels(self, server_round: int, node_id: int) -> np.ndarray | None:
         """True labels, only where the threat model discloses them and the client audited."""
@@ -141,6 +145,7 @@ class AttackPipeline:
                 captured = None
             if captured is not None:
                 self._submit_round(captured)
+                self._queue.task_done()
             self._record(self.pool.poll())
 
     # ------------------------------------------------------------------ end of run

@@ -64,14 +64,19 @@ class CuriousStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Capture every reply, hand them off, return the inner aggregation of the same replies."""
+        """Capture every reply, aggregate with the inner strategy, then hand the captures off.
+
+        Captures hold references to the replies' immutable arrays and are taken before the
+        inner strategy sees the replies; the hand-off comes after aggregation so the
+        pipeline's decoding never competes with it for the interpreter.
+        """
         replies = list(replies)  # an iterable: materialise once, share with the inner strategy
         captured = tuple(c for c in map(capture_reply, replies) if c is not None)
         global_arrays, hyperparams = self._sent.pop(server_round)
+        arrays, metrics = self.inner.aggregate_train(server_round, replies)
         self.sink.intercept(CapturedRound(server_round, global_arrays, hyperparams, captured))
         self.clients_trained[server_round] = len(captured)
         self.rounds_intercepted += 1
-        arrays, metrics = self.inner.aggregate_train(server_round, replies)
         if metrics is not None:
             self.train_metrics[server_round] = metrics
         return arrays, metrics

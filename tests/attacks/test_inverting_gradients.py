@@ -169,7 +169,6 @@ def test_runs_on_cuda() -> None:
     assert psnr(result.inputs, smooth_image(0).numpy()) > 25.0
 
 
-
 def test_reconstruction_reports_its_random_starting_point() -> None:
     """The auditor measures IG's gain over its initialisation from ``initial_inputs``."""
     model = conv_net(0)

@@ -1,0 +1,158 @@
+"""Median ``aggregate_train`` time with the curious plugin versus plain FedAvg (target <= 1.05).
+
+Both strategies aggregate the *same* replies of each round, interleaved call by call, so the
+ratio measures only what the wrapper adds (materialising, capturing, handing off), while the
+attack pool is busy in the background as in a real run.
+
+    python benchmarks/federation_overhead.py                # default experiment, Ray pool
+    python benchmarks/federation_overhead.py --model cnn    # a larger model
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flwr.app import ArrayRecord, Message  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
+
+from clients.app import app as client_app  # noqa: E402
+from server.pipeline import AttackPipeline, AttackPlan  # noqa: E402
+from server.pool import create_pool  # noqa: E402
+from server.recorder import LeakageRecorder  # noqa: E402
+from server.strategy import CuriousStrategy  # noqa: E402
+from simulator.audit import AuditStore  # noqa: E402
+from simulator.compose import load_experiment  # noqa: E402
+from simulator.config import ExperimentConfig  # noqa: E402
+from simulator.results import RunPaths, read_leakage  # noqa: E402
+from tests.flower_harness import LocalGrid  # noqa: E402
+from tests.server.conftest import initial_arrays, model_spec, train_config  # noqa: E402
+
+
+def collect_rounds(
+    cfg: ExperimentConfig, audit_dir: Path
+) -> list[tuple[int, ArrayRecord, list[Message]]]:
+    """Run the federation once and keep every round's global arrays and train replies."""
+    kept: list[tuple[int, ArrayRecord, list[Message]]] = []
+
+    class Keep(FedAvg):
+        def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
+            replies = list(replies)
+            kept.append((server_round, self._arrays, replies))
+            return super().aggregate_train(server_round, replies)
+
+        def configure_train(self, server_round, arrays, config, grid):  # type: ignore[no-untyped-def]
+            self._arrays = arrays
+            return super().configure_train(server_round, arrays, config, grid)
+
+    Keep(fraction_evaluate=0.0).start(
+        LocalGrid(client_app, cfg.federation.num_clients),
+        initial_arrays(cfg),
+        num_rounds=cfg.federation.rounds,
+        train_config=train_config(cfg, audit_dir),
+    )
+    return kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="timed calls per round and strategy"
+    )
+    parser.add_argument("--pool", default="ray", choices=["ray", "inprocess"])
+    parser.add_argument("--settle-s", type=float, default=0.05, help="pause after each timed call")
+    args = parser.parse_args()
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+
+    base = load_experiment(
+        [f"model={args.model}", f"pool={'local' if args.pool == 'ray' else 'inprocess'}"]
+    )
+    with TemporaryDirectory() as tmp:
+        cfg = replace(
+            base,
+            output_dir=tmp,
+            federation=replace(base.federation, rounds=args.rounds, num_clients=args.clients),
+        )
+        paths = RunPaths(Path(tmp) / "run")
+        rounds = collect_rounds(cfg, paths.audit)
+        if args.pool == "ray":
+            import ray
+
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        recorder = LeakageRecorder(paths, AuditStore(paths.audit))
+        plan = AttackPlan(cfg.attack.names, cfg.attack.params, cfg.seed, "cpu")
+        pipeline = AttackPipeline(create_pool(cfg.pool), recorder, plan, model_spec(cfg))
+        plain = FedAvg(fraction_evaluate=0.0)
+        curious = CuriousStrategy(FedAvg(fraction_evaluate=0.0), pipeline)
+        grid = LocalGrid(client_app, args.clients)
+        config = train_config(cfg, paths.audit)
+        times: dict[str, list[float]] = {"plain": [], "curious": []}
+        random.seed(0)
+        for _ in range(args.repeats):
+            for server_round, arrays, replies in rounds:
+                for name in random.sample(["plain", "curious"], 2):  # alternate who goes first
+                    if name == "curious":
+                        curious.configure_train(server_round, arrays, config, grid)
+                    strategy = curious if name == "curious" else plain
+                    start = time.perf_counter()
+                    strategy.aggregate_train(server_round, iter(replies))
+                    times[name].append(time.perf_counter() - start)
+                    # let the pipeline submit before the next timed call, so neither strategy
+                    # is charged for the other's background decoding
+                    pipeline.wait_until_submitted()
+                    time.sleep(args.settle_s)  # Ray's driver threads finish shipping the jobs
+        busy = pipeline.pending
+        pipeline.finish(timeout_s=5.0)
+        recorder.close()
+        attacked = sum(r.status == "ok" for r in read_leakage(paths.leakage_jsonl))
+
+    params = sum(a.numpy().size for a in rounds[0][1].values())
+    plain_ms = statistics.median(times["plain"]) * 1e3
+    curious_ms = statistics.median(times["curious"]) * 1e3
+    ratio = curious_ms / plain_ms
+    header = (
+        "model",
+        "params",
+        "clients",
+        "calls",
+        "pool",
+        "plain_ms",
+        "curious_ms",
+        "ratio",
+        "target",
+        "attacks_queued",
+        "attacks_done",
+    )
+    row = (
+        args.model,
+        params,
+        args.clients,
+        len(times["plain"]),
+        args.pool,
+        f"{plain_ms:.3f}",
+        f"{curious_ms:.3f}",
+        f"{ratio:.3f}",
+        "<=1.05",
+        busy,
+        attacked,
+    )
+    widths = [max(len(str(h)), len(str(v))) for h, v in zip(header, row, strict=True)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
