@@ -52,7 +52,7 @@ def capture_reply(msg: Message) -> CapturedReply | None:
     arrays = msg.content[keys.ARRAYS]
     if not isinstance(arrays, ArrayRecord):
         return None
-    metrics = msg.content[keys.METRICS] if keys.METRICS in msg.content else None
+    metrics = msg.content.get(keys.METRICS)
     num_examples = 0
     if isinstance(metrics, MetricRecord):
         value = metrics.get(keys.NUM_EXAMPLES, 0)
