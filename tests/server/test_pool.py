@@ -1,0 +1,85 @@
+"""Pool backends: results come back, failures and deadlines become rows, never exceptions."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from attacks import Attack, register_attack
+from attacks.registry import available_attacks
+from attacks.types import AttackFailure, InterceptedUpdate, Reconstruction, TrainingHyperparams
+from server.pool import AttackJob, create_pool
+from simulator.config import PoolConfig
+from simulator.models import ModelSpec, build_model
+
+
+class _SlowAttack(Attack):
+    name = "test_slow"
+
+    def reconstruct(self, model, update, *, device, seed) -> Reconstruction:  # type: ignore[no-untyped-def]
+        time.sleep(5.0)
+        return Reconstruction(np.zeros((1, 1, 8, 8), np.float32), np.zeros(1, np.int64))
+
+
+if _SlowAttack.name not in available_attacks():
+    register_attack(_SlowAttack.name, _SlowAttack)
+
+
+def _job(attack: str, node: int = 1) -> AttackJob:
+    spec = ModelSpec("mlp", (1, 8, 8), 10)
+    model = build_model(spec, seed=0)
+    x, y = torch.rand(1, 1, 8, 8), torch.tensor([3])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    glob = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+    client = OrderedDict((k, glob[k] - 0.1 * g.numpy()) for k, g in zip(glob, grads, strict=True))
+    hp = TrainingHyperparams("fedsgd", 0.1, 1, 1)
+    update = InterceptedUpdate(1, node, glob, client, 1, hp, (1, 8, 8), 10)
+    return AttackJob(attack, {}, update, spec, seed=0, device="cpu")
+
+
+def test_unknown_backend_lists_the_available_ones() -> None:
+    with pytest.raises(ValueError, match=r"available: \['inprocess', 'ray'\]"):
+        create_pool(PoolConfig(backend="dask"))
+
+
+def test_inprocess_pool_returns_every_result() -> None:
+    pool = create_pool(PoolConfig(backend="inprocess", workers=2))
+    for node in (1, 2, 3):
+        pool.submit(_job("analytic", node))
+    results = pool.drain(60)
+    assert pool.pending == 0
+    assert sorted(r.job.update.node_id for r in results) == [1, 2, 3]
+    assert all(isinstance(r.outcome, Reconstruction) for r in results)
+    pool.shutdown()
+
+
+def test_drain_deadline_records_unfinished_attacks_as_timeout() -> None:
+    pool = create_pool(PoolConfig(backend="inprocess", workers=1))
+    pool.submit(_job("analytic", 1))
+    pool.submit(_job("test_slow", 2))
+    time.sleep(0.5)
+    results = {r.job.update.node_id: r for r in pool.poll() + pool.drain(0.2)}
+    assert isinstance(results[1].outcome, Reconstruction)
+    assert isinstance(results[2].outcome, AttackFailure) and results[2].outcome.status == "timeout"
+    pool.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_pool_runs_attacks_in_actors() -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        pool = create_pool(PoolConfig(backend="ray", workers=1, num_cpus=1.0))
+        pool.submit(_job("analytic", 1))
+        pool.submit(_job("test_slow", 2))
+        (fast,) = [r for r in pool.drain(60) if r.job.update.node_id == 1] or [None]
+        assert fast is not None and isinstance(fast.outcome, Reconstruction)
+        assert fast.worker and fast.worker.split(":")[1] != str(__import__("os").getpid())
+        pool.shutdown()
+    finally:
+        ray.shutdown()
