@@ -69,18 +69,19 @@ class AttackPipeline:
         )
         self.submitted = 0
         self.recorded = 0
+        self._expected = 0  # attacks owed for every intercepted reply (strategy thread only)
         self._thread.start()
 
     # ------------------------------------------------------------------ strategy side
     def intercept(self, captured: CapturedRound) -> None:
         """Hand one round's replies to the pipeline; returns at once."""
+        self._expected += len(captured.replies) * len(self.plan.names)
         self._queue.put(captured)
 
     @property
     def pending(self) -> int:
-        """Attacks submitted or queued and not yet recorded (approximate, for progress)."""
-        queued = sum(len(c.replies) for c in list(self._queue.queue)) * len(self.plan.names)
-        return queued + self.submitted - self.recorded
+        """Attacks owed for intercepted replies and not yet recorded (for progress)."""
+        return self._expected - self.recorded
 
     def wait_until_submitted(self) -> None:
         """Block until every intercepted round has been decoded and submitted (benchmarks)."""
@@ -111,13 +112,11 @@ class AttackPipeline:
                 )
             except ValueError as exc:
                 for name in self.plan.names:
+                    reason = f"update rejected: {exc}"
                     self.recorder.record_failure(
-                        captured.server_round,
-                        reply.node_id,
-                        name,
-                        "failed",
-                        f"update rejected: {exc}",
+                        captured.server_round, reply.node_id, name, "failed", reason
                     )
+                    self.recorded += 1
                 continue
             for name in self.plan.names:
                 seed = job_seed(self.plan.seed, captured.server_round, reply.node_id, name)

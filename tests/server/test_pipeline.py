@@ -118,3 +118,34 @@ def test_attack_that_raises_is_recorded_failed_with_reason(
         r.status == "failed" and "gradient exploded on purpose" in r.reason for r in exploding
     )
     assert all(r.status == "ok" and r.psnr_min >= 60 for r in analytic)
+
+
+def test_malformed_update_is_recorded_not_attacked(
+    experiment: ExperimentConfig, tmp_path: Path
+) -> None:
+    from flwr.app import Array
+
+    from attacks.types import TrainingHyperparams
+    from server.capture import CapturedReply, CapturedRound, capture_arrays
+
+    arrays = capture_arrays(initial_arrays(experiment))
+    broken = dict(arrays)
+    first = next(iter(broken))
+    broken[first] = Array(broken[first].numpy()[:1])  # a truncated weight matrix
+    paths = RunPaths(tmp_path / "run")
+    recorder = LeakageRecorder(paths, None)
+    plan = AttackPlan(["analytic"], {}, 0, "cpu")
+    pipeline = AttackPipeline(create_pool(experiment.pool), recorder, plan, model_spec(experiment))
+    hp = TrainingHyperparams("fedsgd", 0.1, 1, 1)
+    replies = (CapturedReply(7, broken, 1), CapturedReply(8, arrays, 1))
+    pipeline.intercept(CapturedRound(1, arrays, hp, replies))
+    pipeline.finish(30)
+    recorder.close()
+    rows = {r.node_id: r for r in read_leakage(paths.leakage_jsonl)}
+    assert (
+        rows[7].status == "failed"
+        and "update rejected" in rows[7].reason
+        and first in rows[7].reason
+    )
+    assert rows[8].status == "not_applicable"  # a zero update: no active neuron (seed 000)
+    assert pipeline.pending == 0
