@@ -13,6 +13,7 @@ from rich.console import Console
 
 from server.evaluation import CentralEvaluator
 from server.pipeline import AttackPipeline, AttackPlan
+from server.policy import AttackPolicy
 from server.pool import create_pool
 from server.recorder import LeakageRecorder
 from server.strategy import CuriousStrategy
@@ -52,6 +53,11 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         seed=cfg.seed,
         device=cfg.device,
         disclose_labels="labels" in cfg.attack.disclose,
+        policy=AttackPolicy(
+            cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed
+        ),
+        max_pending=cfg.pool.max_pending,
+        when_full=cfg.pool.when_full,
     )
     pipeline = AttackPipeline(create_pool(cfg.pool), recorder, plan, spec, audit)
     fed = cfg.federation

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from server.capture import CapturedRound, decode, to_update
+from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
 from server.recorder import LeakageRecorder
 from simulator.audit import AuditStore
@@ -26,6 +28,9 @@ class AttackPlan:
     seed: int
     device: str
     disclose_labels: bool = False
+    policy: AttackPolicy = field(default_factory=AttackPolicy)
+    max_pending: int = 256
+    when_full: str = "wait"
 
 
 class AttackPipeline:
@@ -70,6 +75,8 @@ class AttackPipeline:
         self.submitted = 0
         self.recorded = 0
         self._expected = 0  # attacks owed for every intercepted reply (strategy thread only)
+        self._deselected = 0  # of those, not selected by the policy (pipeline thread only)
+        self.skipped = 0
         self._thread.start()
 
     # ------------------------------------------------------------------ strategy side
@@ -81,7 +88,7 @@ class AttackPipeline:
     @property
     def pending(self) -> int:
         """Attacks owed for intercepted replies and not yet recorded (for progress)."""
-        return self._expected - self.recorded
+        return self._expected - self._deselected - self.recorded
 
     def wait_until_submitted(self) -> None:
         """Block until every intercepted round has been decoded and submitted (benchmarks)."""
@@ -99,7 +106,11 @@ class AttackPipeline:
     def _jobs_for(self, captured: CapturedRound) -> list[AttackJob]:
         global_params = decode(captured.global_arrays)
         jobs: list[AttackJob] = []
-        for reply in captured.replies:
+        chosen = self.plan.policy.select(
+            captured.server_round, [r.node_id for r in captured.replies]
+        )
+        self._deselected += (len(captured.replies) - len(chosen)) * len(self.plan.names)
+        for reply in (r for r in captured.replies if r.node_id in chosen):
             labels = self._disclosed_labels(captured.server_round, reply.node_id)
             try:
                 update = to_update(
@@ -126,10 +137,28 @@ class AttackPipeline:
                 )
         return jobs
 
+    def _has_room(self, job: AttackJob) -> bool:
+        """Apply the queue policy; ``False`` when the job was recorded ``skipped``."""
+        while self.pool.pending >= self.plan.max_pending:
+            if self.plan.when_full == "skip":
+                server_round, node_id, attack = job.key
+                reason = (
+                    f"pool full: {self.pool.pending} attacks pending (pool.max_pending="
+                    f"{self.plan.max_pending}); pool.when_full=wait queues instead"
+                )
+                self.recorder.record_failure(server_round, node_id, attack, "skipped", reason)
+                self.recorded += 1
+                self.skipped += 1
+                return False
+            self._record(self.pool.poll())  # wait: training never waits, only this thread
+            time.sleep(self._interval)
+        return True
+
     def _submit_round(self, captured: CapturedRound) -> None:
         for job in self._jobs_for(captured):
-            self.pool.submit(job)
-            self.submitted += 1
+            if self._has_room(job):
+                self.pool.submit(job)
+                self.submitted += 1
 
     def _record(self, results: list[AttackResult]) -> None:
         for result in results:

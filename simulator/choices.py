@@ -6,6 +6,7 @@ MODES = ("fedsgd", "fedavg")
 LOSSES = ("cross_entropy", "mse")
 DEFENSES = ("none",)
 POOL_BACKENDS = ("ray", "inprocess")
+QUEUE_POLICIES = ("wait", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 
 

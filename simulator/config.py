@@ -20,6 +20,7 @@ from simulator.choices import (
     LOSSES,
     MODES,
     POOL_BACKENDS,
+    QUEUE_POLICIES,
     accepted_activations,
     accepted_attacks,
     accepted_datasets,
@@ -89,6 +90,12 @@ class AttackSelection:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     disclose: list[str] = field(default_factory=list)
     audit: bool = True
+    rounds: list[int] | None = None
+    """Rounds whose updates are attacked; ``None``: every round."""
+    client_fraction: float = 1.0
+    """Fraction of each round's updates attacked, drawn with the experiment seed."""
+    client_ids: list[int] | None = None
+    """Only these Flower node ids (after the fraction is applied); ``None``: any."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,16 @@ class PoolConfig:
     num_gpus: float = 0.0
     address: str | None = None
     drain_timeout_s: float = 300.0
+    max_pending: int = 256
+    """Attacks queued or running at most; beyond it ``when_full`` applies."""
+    when_full: str = "wait"
+    """``wait``: the pipeline waits for room (training never does); ``skip``: record ``skipped``."""
+    max_retries: int = 1
+    """Re-runs of an attack whose worker process died (SIGKILL, OOM) before it is ``failed``."""
+    attack_timeout_s: float = 600.0
+    """Longest one attack may run; its worker is then replaced and the row is ``timeout``.
+
+    Ray backend only: threads of the ``inprocess`` backend cannot be stopped."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +243,7 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *_choice("federation.partitioner", fed.partitioner, accepted_partitioners()),
         *_choice("defense.name", cfg.defense.name, DEFENSES),
         *_choice("pool.backend", cfg.pool.backend, POOL_BACKENDS),
+        *_choice("pool.when_full", cfg.pool.when_full, QUEUE_POLICIES),
         *_choice("device", cfg.device, DEVICES),
         *(p for n in cfg.attack.names for p in _choice("attack.names", n, accepted_attacks())),
     ]
@@ -248,7 +266,15 @@ def _check_ranges(cfg: ExperimentConfig) -> list[str]:
         *_positive("pool.num_cpus", pool.num_cpus, allow_zero=True),
         *_positive("pool.num_gpus", pool.num_gpus, allow_zero=True),
         *_positive("pool.drain_timeout_s", pool.drain_timeout_s),
+        *_positive("pool.max_pending", pool.max_pending),
+        *_positive("pool.max_retries", pool.max_retries, allow_zero=True),
+        *_positive("pool.attack_timeout_s", pool.attack_timeout_s),
+        *(p for r in cfg.attack.rounds or [] for p in _positive("attack.rounds", r)),
     ]
+    if not 0.0 < cfg.attack.client_fraction <= 1.0:
+        problems.append(
+            f"attack.client_fraction: must be in (0, 1], got {cfg.attack.client_fraction}"
+        )
     if not 0.0 < fed.fraction_train <= 1.0:
         problems.append(f"federation.fraction_train: must be in (0, 1], got {fed.fraction_train}")
     if not 0.0 < cfg.dataset.test_fraction < 1.0:

@@ -1,9 +1,16 @@
-"""Attack workers as Ray actors: on the simulation's Ray, or on a cluster by address."""
+"""Attack workers as Ray actors: on the simulation's Ray, or on a cluster by address.
+
+Each actor runs one attack at a time; jobs wait in a local queue until an actor is free.
+That keeps faults contained: a worker process that dies (SIGKILL, OOM) or exceeds the
+per-attack timeout is replaced, and only its own job is retried or recorded.
+"""
 
 from __future__ import annotations
 
+import collections
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from attacks.types import AttackFailure
@@ -11,11 +18,6 @@ from server.pool.base import AttackPool, timed_out
 from server.pool.jobs import AttackJob, AttackResult
 from simulator.config import PoolConfig
 from simulator.record_keys import ATTACK_WORKER_SLOT
-
-# Flower sizes its client-actor pool from the node's total CPUs, so attack workers cannot
-# take CPUs from that pool; the simulation runner instead declares these slots (and only the
-# client share of CPUs), and a worker takes one slot.
-ATTACK_SLOT = ATTACK_WORKER_SLOT
 
 
 class AttackWorker:
@@ -27,6 +29,10 @@ class AttackWorker:
         import simulator  # noqa: F401  (torchvision shim in this process)
 
         torch.set_num_threads(max(1, num_threads))
+
+    def pid(self) -> int:
+        """The worker's process id (for fault-injection tests and diagnostics)."""
+        return os.getpid()
 
     def run(self, job: AttackJob) -> AttackResult:
         from server.pool.worker import run_attack_job
@@ -43,72 +49,136 @@ def _ensure_ray(cfg: PoolConfig) -> Any:
         ) from exc
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            raise RuntimeError(
+                f"cannot reach the Ray cluster at {address!r}: {exc}; start it with "
+                "'ray start --head' or unset pool.address / RAY_ADDRESS for a local one"
+            ) from exc
     return ray
+
+
+@dataclass
+class _Running:
+    job: AttackJob
+    slot: int
+    started: float
+    attempt: int
 
 
 class RayAttackPool(AttackPool):
     """``cfg.workers`` actors with ``num_cpus`` / ``num_gpus`` each (fractions allowed)."""
 
     def __init__(self, cfg: PoolConfig) -> None:
-        ray = _ensure_ray(cfg)
-        self._ray = ray
-        if ray.cluster_resources().get(ATTACK_SLOT, 0) >= 1:
-            options: dict[str, Any] = {"num_cpus": 0, "resources": {ATTACK_SLOT: 1}}
+        self._ray = _ensure_ray(cfg)
+        self._cfg = cfg
+        if self._ray.cluster_resources().get(ATTACK_WORKER_SLOT, 0) >= 1:
+            # simulation: Flower's client actors own the CPUs; workers take reserved slots
+            options: dict[str, Any] = {"num_cpus": 0, "resources": {ATTACK_WORKER_SLOT: 1}}
         else:
             options = {"num_cpus": cfg.num_cpus}
         if cfg.num_gpus > 0:
             options["num_gpus"] = cfg.num_gpus
-        actor_cls = ray.remote(AttackWorker).options(**options)
-        threads = max(1, int(cfg.num_cpus))
-        self._actors = [actor_cls.remote(threads) for _ in range(cfg.workers)]
-        self._load = [0] * cfg.workers
-        self._inflight: dict[Any, tuple[AttackJob, int]] = {}
+        self._actor_cls = self._ray.remote(AttackWorker).options(**options)
+        self._actors: list[Any] = [self._new_actor() for _ in range(cfg.workers)]
+        self._idle = collections.deque(range(cfg.workers))
+        self._waiting: collections.deque[tuple[AttackJob, int]] = collections.deque()
+        self._running: dict[Any, _Running] = {}
+        self.replaced_workers = 0
 
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(max(1, int(self._cfg.num_cpus)))
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers."""
+        return [int(pid) for pid in self._ray.get([a.pid.remote() for a in self._actors])]
+
+    # ------------------------------------------------------------------ scheduling
     def submit(self, job: AttackJob) -> None:
-        index = min(range(len(self._actors)), key=self._load.__getitem__)
-        ref = self._actors[index].run.remote(job)
-        self._inflight[ref] = (job, index)
-        self._load[index] += 1
+        self._waiting.append((job, 0))
+        self._dispatch()
 
-    def _collect(self, refs: list[Any]) -> list[AttackResult]:
-        results = []
-        for ref in refs:
-            job, index = self._inflight.pop(ref)
-            self._load[index] -= 1
-            try:
-                results.append(self._ray.get(ref))
-            except Exception as exc:  # the actor died or Ray failed: record, never crash
-                reason = f"worker error {type(exc).__name__}: {str(exc).splitlines()[0]}"
-                results.append(AttackResult(job=job, outcome=AttackFailure("failed", reason)))
+    def _dispatch(self) -> None:
+        while self._waiting and self._idle:
+            (job, attempt), slot = self._waiting.popleft(), self._idle.popleft()
+            ref = self._actors[slot].run.remote(job)
+            self._running[ref] = _Running(job, slot, time.monotonic(), attempt)
+
+    def _replace(self, slot: int) -> None:
+        self._ray.kill(self._actors[slot], no_restart=True)
+        self._actors[slot] = self._new_actor()
+        self.replaced_workers += 1
+
+    def _finish(self, ref: Any) -> AttackResult | None:
+        """Result of a finished task; ``None`` when its job went back to the queue."""
+        run = self._running.pop(ref)
+        try:
+            result: AttackResult = self._ray.get(ref)
+        except self._ray.exceptions.RayActorError as exc:  # the worker process died
+            self._replace(run.slot)
+            self._idle.append(run.slot)
+            if run.attempt < self._cfg.max_retries:
+                self._waiting.appendleft((run.job, run.attempt + 1))
+                return None
+            first = str(exc).splitlines()[0]
+            reason = f"worker died {run.attempt + 1} time(s) running this attack: {first}"
+            return AttackResult(job=run.job, outcome=AttackFailure("failed", reason))
+        except Exception as exc:  # Ray failed to run or return it: record, never crash
+            self._idle.append(run.slot)
+            reason = f"worker error {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return AttackResult(job=run.job, outcome=AttackFailure("failed", reason))
+        self._idle.append(run.slot)
+        return result
+
+    def _expire(self) -> list[AttackResult]:
+        now, results = time.monotonic(), []
+        limit = self._cfg.attack_timeout_s
+        for ref, run in list(self._running.items()):
+            if now - run.started > limit:
+                del self._running[ref]
+                self._replace(run.slot)  # the only way to stop a running actor task
+                self._idle.append(run.slot)
+                reason = f"attack ran longer than pool.attack_timeout_s={limit:g} s"
+                results.append(AttackResult(job=run.job, outcome=AttackFailure("timeout", reason)))
         return results
 
+    def _collect(self, timeout: float) -> list[AttackResult]:
+        results: list[AttackResult] = []
+        if self._running:
+            refs = list(self._running)
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+            if ready:  # then everything else that is done too
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+            results.extend(r for r in map(self._finish, ready) if r is not None)
+        results.extend(self._expire())
+        self._dispatch()
+        return results
+
+    # ------------------------------------------------------------------ AttackPool
     def poll(self) -> list[AttackResult]:
-        if not self._inflight:
-            return []
-        ready, _ = self._ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=0)
-        return self._collect(ready)
+        return self._collect(timeout=0)
 
     def drain(self, timeout_s: float) -> list[AttackResult]:
         start = time.monotonic()
         results: list[AttackResult] = []
-        while self._inflight:
+        while self._running or self._waiting:
             remaining = timeout_s - (time.monotonic() - start)
             if remaining <= 0:
                 break
-            ready, _ = self._ray.wait(list(self._inflight), num_returns=1, timeout=remaining)
-            results.extend(self._collect(ready))
-        for job, index in list(self._inflight.values()):
-            self._load[index] -= 1
-            results.append(timed_out(job, time.monotonic() - start))
-        self._inflight.clear()
+            results.extend(self._collect(timeout=min(remaining, 0.5)))
+        elapsed = time.monotonic() - start
+        leftover = [run.job for run in self._running.values()] + [j for j, _ in self._waiting]
+        results.extend(timed_out(job, elapsed) for job in leftover)
+        self._running.clear()
+        self._waiting.clear()
         return results
 
     @property
     def pending(self) -> int:
-        return len(self._inflight)
+        return len(self._running) + len(self._waiting)
 
     def shutdown(self) -> None:
         for actor in self._actors:
-            self._ray.kill(actor)
+            self._ray.kill(actor, no_restart=True)
         self._actors = []
