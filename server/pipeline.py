@@ -178,11 +178,15 @@ class AttackPipeline:
 
     # ------------------------------------------------------------------ end of run
     def finish(self, timeout_s: float) -> None:
-        """Submit what is queued, wait up to ``timeout_s`` for every attack, record the rest
-        as ``timeout``, release the pool."""
+        """Submit what is queued, record results as they arrive for up to ``timeout_s``, record
+        what is still unfinished as ``timeout``, release the pool."""
+        deadline = time.monotonic() + timeout_s
         self._stop.set()
         self._thread.join()
         while not self._queue.empty():
             self._submit_round(self._queue.get_nowait())
-        self._record(self.pool.drain(timeout_s))
+        while self.pool.pending and time.monotonic() < deadline:
+            self._record(self.pool.poll())  # each row lands on disk as soon as it exists
+            time.sleep(self._interval)
+        self._record(self.pool.drain(max(0.0, deadline - time.monotonic())))
         self.pool.shutdown()

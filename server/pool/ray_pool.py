@@ -81,18 +81,27 @@ class RayAttackPool(AttackPool):
         if cfg.num_gpus > 0:
             options["num_gpus"] = cfg.num_gpus
         self._actor_cls = self._ray.remote(AttackWorker).options(**options)
-        self._actors: list[Any] = [self._new_actor() for _ in range(cfg.workers)]
+        self._actors: list[Any] = []
+        self._pids: list[Any] = []  # asked at creation, so answered before any job
+        for _ in range(cfg.workers):
+            self._add_actor()
         self._idle = collections.deque(range(cfg.workers))
         self._waiting: collections.deque[tuple[AttackJob, int]] = collections.deque()
         self._running: dict[Any, _Running] = {}
         self.replaced_workers = 0
 
-    def _new_actor(self) -> Any:
-        return self._actor_cls.remote(max(1, int(self._cfg.num_cpus)))
+    def _new_actor(self) -> tuple[Any, Any]:
+        actor = self._actor_cls.remote(max(1, int(self._cfg.num_cpus)))
+        return actor, actor.pid.remote()
+
+    def _add_actor(self) -> None:
+        actor, pid = self._new_actor()
+        self._actors.append(actor)
+        self._pids.append(pid)
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the current workers."""
-        return [int(pid) for pid in self._ray.get([a.pid.remote() for a in self._actors])]
+        """Process ids of the current workers (for fault-injection tests and diagnostics)."""
+        return [int(pid) for pid in self._ray.get(self._pids)]
 
     # ------------------------------------------------------------------ scheduling
     def submit(self, job: AttackJob) -> None:
@@ -107,7 +116,7 @@ class RayAttackPool(AttackPool):
 
     def _replace(self, slot: int) -> None:
         self._ray.kill(self._actors[slot], no_restart=True)
-        self._actors[slot] = self._new_actor()
+        self._actors[slot], self._pids[slot] = self._new_actor()
         self.replaced_workers += 1
 
     def _finish(self, ref: Any) -> AttackResult | None:
