@@ -16,7 +16,8 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -64,45 +65,67 @@ def collect_rounds(
     return kept
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mlp")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument(
-        "--repeats", type=int, default=20, help="timed calls per round and strategy"
-    )
-    parser.add_argument("--pool", default="ray", choices=["ray", "inprocess"])
-    parser.add_argument("--settle-s", type=float, default=0.05, help="pause after each timed call")
-    args = parser.parse_args()
-    logging.getLogger("flwr").setLevel(logging.ERROR)
+@dataclass(frozen=True)
+class Overhead:
+    """Medians of ``aggregate_train`` over the same replies, and the pool's state."""
 
-    base = load_experiment(
-        [f"model={args.model}", f"pool={'local' if args.pool == 'ray' else 'inprocess'}"]
-    )
+    model: str
+    params: int
+    clients: int
+    calls: int
+    pool: str
+    workers: int
+    plain_ms: float
+    curious_ms: float
+    attacks_queued: int
+    attacks_done: int
+
+    @property
+    def ratio(self) -> float:
+        return self.curious_ms / self.plain_ms
+
+
+def measure_overhead(
+    model: str = "mlp",
+    rounds: int = 10,
+    clients: int = 4,
+    repeats: int = 20,
+    pool: str = "ray",
+    workers: int = 1,
+    settle_s: float = 0.05,
+) -> Overhead:
+    """Time plain FedAvg and CuriousStrategy(FedAvg) on each round's replies, interleaved.
+
+    Every curious call queues one attack per update and attack, so with enough rounds and
+    repeats the pool is saturated (``attacks_queued`` at the end).
+    """
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    pool_group = "local" if pool == "ray" else "inprocess"
+    base = load_experiment([f"model={model}", f"pool={pool_group}", f"pool.workers={workers}"])
     with TemporaryDirectory() as tmp:
         cfg = replace(
             base,
             output_dir=tmp,
-            federation=replace(base.federation, rounds=args.rounds, num_clients=args.clients),
+            federation=replace(base.federation, rounds=rounds, num_clients=clients),
         )
         paths = RunPaths(Path(tmp) / "run")
-        rounds = collect_rounds(cfg, paths.audit)
-        if args.pool == "ray":
+        kept = collect_rounds(cfg, paths.audit)
+        if pool == "ray":
             import ray
 
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            if not ray.is_initialized():
+                ray.init(include_dashboard=False, log_to_driver=False)
         recorder = LeakageRecorder(paths, AuditStore(paths.audit))
-        plan = AttackPlan(cfg.attack.names, cfg.attack.params, cfg.seed, "cpu")
+        plan = AttackPlan(cfg.attack.names, cfg.attack.params, cfg.seed, "cpu", max_pending=10**6)
         pipeline = AttackPipeline(create_pool(cfg.pool), recorder, plan, model_spec(cfg))
         plain = FedAvg(fraction_evaluate=0.0)
         curious = CuriousStrategy(FedAvg(fraction_evaluate=0.0), pipeline)
-        grid = LocalGrid(client_app, args.clients)
+        grid = LocalGrid(client_app, clients)
         config = train_config(cfg, paths.audit)
         times: dict[str, list[float]] = {"plain": [], "curious": []}
         random.seed(0)
-        for _ in range(args.repeats):
-            for server_round, arrays, replies in rounds:
+        for _ in range(repeats):
+            for server_round, arrays, replies in kept:
                 for name in random.sample(["plain", "curious"], 2):  # alternate who goes first
                     if name == "curious":
                         curious.configure_train(server_round, arrays, config, grid)
@@ -113,45 +136,80 @@ def main() -> None:
                     # let the pipeline submit before the next timed call, so neither strategy
                     # is charged for the other's background decoding
                     pipeline.wait_until_submitted()
-                    time.sleep(args.settle_s)  # Ray's driver threads finish shipping the jobs
-        busy = pipeline.pending
+                    time.sleep(settle_s)  # Ray's driver threads finish shipping the jobs
+        queued = pipeline.pool.pending
         pipeline.finish(timeout_s=5.0)
         recorder.close()
-        attacked = sum(r.status == "ok" for r in read_leakage(paths.leakage_jsonl))
+        done = sum(r.status == "ok" for r in read_leakage(paths.leakage_jsonl))
+    return Overhead(
+        model=model,
+        params=sum(a.numpy().size for a in kept[0][1].values()),
+        clients=clients,
+        calls=len(times["plain"]),
+        pool=pool,
+        workers=workers,
+        plain_ms=statistics.median(times["plain"]) * 1e3,
+        curious_ms=statistics.median(times["curious"]) * 1e3,
+        attacks_queued=queued,
+        attacks_done=done,
+    )
 
-    params = sum(a.numpy().size for a in rounds[0][1].values())
-    plain_ms = statistics.median(times["plain"]) * 1e3
-    curious_ms = statistics.median(times["curious"]) * 1e3
-    ratio = curious_ms / plain_ms
-    header = (
-        "model",
-        "params",
-        "clients",
-        "calls",
-        "pool",
-        "plain_ms",
-        "curious_ms",
-        "ratio",
-        "target",
-        "attacks_queued",
-        "attacks_done",
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Right-aligned plain-text table."""
+    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    for line in cells:
+        print("  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="timed calls per round and strategy"
     )
-    row = (
-        args.model,
-        params,
-        args.clients,
-        len(times["plain"]),
-        args.pool,
-        f"{plain_ms:.3f}",
-        f"{curious_ms:.3f}",
-        f"{ratio:.3f}",
-        "<=1.05",
-        busy,
-        attacked,
+    parser.add_argument("--pool", default="ray", choices=["ray", "inprocess"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--settle-s", type=float, default=0.05, help="pause after each timed call")
+    args = parser.parse_args()
+    result = measure_overhead(
+        args.model, args.rounds, args.clients, args.repeats, args.pool, args.workers, args.settle_s
     )
-    widths = [max(len(str(h)), len(str(v))) for h, v in zip(header, row, strict=True)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+    print_table(
+        (
+            "model",
+            "params",
+            "clients",
+            "calls",
+            "pool",
+            "workers",
+            "plain_ms",
+            "curious_ms",
+            "ratio",
+            "target",
+            "attacks_queued",
+            "attacks_done",
+        ),
+        [
+            (
+                result.model,
+                result.params,
+                result.clients,
+                result.calls,
+                result.pool,
+                result.workers,
+                f"{result.plain_ms:.3f}",
+                f"{result.curious_ms:.3f}",
+                f"{result.ratio:.3f}",
+                "<=1.05",
+                result.attacks_queued,
+                result.attacks_done,
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":
