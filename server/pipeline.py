@@ -103,13 +103,14 @@ class AttackPipeline:
             return None
         return self.audit.read(server_round, node_id).labels
 
-    def _jobs_for(self, captured: CapturedRound) -> list[AttackJob]:
+    def _jobs_for(self, captured: CapturedRound) -> tuple[list[AttackJob], int]:
+        """The jobs for the policy's choice of replies, and how many attacks it left out."""
         global_params = decode(captured.global_arrays)
         jobs: list[AttackJob] = []
         chosen = self.plan.policy.select(
             captured.server_round, [r.node_id for r in captured.replies]
         )
-        self._deselected += (len(captured.replies) - len(chosen)) * len(self.plan.names)
+        unselected = (len(captured.replies) - len(chosen)) * len(self.plan.names)
         for reply in (r for r in captured.replies if r.node_id in chosen):
             labels = self._disclosed_labels(captured.server_round, reply.node_id)
             try:
@@ -135,7 +136,7 @@ class AttackPipeline:
                 jobs.append(
                     AttackJob(name, params, update, self.model_spec, seed, self.plan.device)
                 )
-        return jobs
+        return jobs, unselected
 
     def _has_room(self, job: AttackJob) -> bool:
         """Apply the queue policy; ``False`` when the job was recorded ``skipped``."""
@@ -155,7 +156,19 @@ class AttackPipeline:
         return True
 
     def _submit_round(self, captured: CapturedRound) -> None:
-        for job in self._jobs_for(captured):
+        try:
+            jobs, unselected = self._jobs_for(captured)
+        except Exception as exc:  # a pipeline bug must cost rows with a reason, not the thread
+            reason = f"pipeline error {type(exc).__name__}: {exc}"
+            for reply in captured.replies:
+                for name in self.plan.names:
+                    self.recorder.record_failure(
+                        captured.server_round, reply.node_id, name, "failed", reason
+                    )
+            self.recorded += len(captured.replies) * len(self.plan.names)
+            return
+        self._deselected += unselected
+        for job in jobs:
             if self._has_room(job):
                 self.pool.submit(job)
                 self.submitted += 1

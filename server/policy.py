@@ -39,7 +39,9 @@ class AttackPolicy:
         if self.client_fraction < 1.0 and ordered:
             count = max(1, math.ceil(self.client_fraction * len(ordered)))
             rng = np.random.default_rng([self.seed, server_round])
-            ordered = sorted(rng.choice(ordered, size=count, replace=False).tolist())
+            # draw positions, not ids: Flower's 64-bit node ids do not survive numpy's casts
+            picked = rng.choice(len(ordered), size=count, replace=False)
+            ordered = sorted(ordered[i] for i in picked)
         if self.client_ids is not None:
             allowed = set(self.client_ids)
             ordered = [n for n in ordered if n in allowed]

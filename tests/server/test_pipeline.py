@@ -149,3 +149,33 @@ def test_malformed_update_is_recorded_not_attacked(
     )
     assert rows[8].status == "not_applicable"  # a zero update: no active neuron (seed 000)
     assert pipeline.pending == 0
+
+
+def test_pipeline_error_becomes_failed_rows_not_a_dead_thread(
+    experiment: ExperimentConfig, tmp_path: Path
+) -> None:
+    from server.policy import AttackPolicy
+
+    class BrokenPolicy(AttackPolicy):
+        def select(self, server_round: int, node_ids: Any) -> set[int]:
+            if server_round == 1:
+                raise OverflowError("node id does not fit")
+            return set(node_ids)
+
+    paths = RunPaths(tmp_path / "run")
+    recorder = LeakageRecorder(paths, AuditStore(paths.audit))
+    plan = AttackPlan(["analytic"], {}, 0, "cpu", policy=BrokenPolicy())
+    pipeline = AttackPipeline(create_pool(experiment.pool), recorder, plan, model_spec(experiment))
+    CuriousStrategy(FedAvg(fraction_evaluate=0.0), pipeline).start(
+        LocalGrid(client_app, 3),
+        initial_arrays(experiment),
+        num_rounds=2,
+        train_config=train_config(experiment, paths.audit),
+    )
+    pipeline.finish(60)
+    recorder.close()
+    rows = read_leakage(paths.leakage_jsonl)
+    first = [r for r in rows if r.round == 1]
+    assert len(first) == 3 and all("pipeline error OverflowError" in r.reason for r in first)
+    assert [r.status for r in rows if r.round == 2] == ["ok"] * 3  # the thread lived on
+    assert pipeline.pending == 0

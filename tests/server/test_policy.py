@@ -32,3 +32,11 @@ def test_small_fraction_still_attacks_one_client() -> None:
 
 def test_client_ids_filter() -> None:
     assert AttackPolicy(client_ids=[101, 150, 999]).select(1, NODES) == {101, 150}
+
+
+def test_flower_sized_node_ids_survive_selection() -> None:
+    """Flower's node ids are unsigned 64-bit: numpy would turn a mixed list into floats."""
+    ids = [2**64 - 3, 2**63 + 11, 17, 2**40 + 1, 5, 2**62]
+    chosen = AttackPolicy(client_fraction=0.5, seed=1).select(1, ids)
+    assert len(chosen) == 3 and chosen <= set(ids)
+    assert all(isinstance(i, int) for i in chosen)
