@@ -19,7 +19,7 @@ class CentralEvaluator:
     """``evaluate_fn`` for ``Strategy.start``: test loss and accuracy of the global model.
 
     Each call appends one row to ``training.jsonl`` (round, train loss, test loss and
-    accuracy) and prints the progress line produced by ``progress``.
+    accuracy, replies rejected) and prints the progress line produced by ``progress``.
     """
 
     def __init__(
@@ -30,6 +30,7 @@ class CentralEvaluator:
         log: JsonlAppender,
         train_loss_of: Callable[[int], float],
         progress: Callable[[int, float], None],
+        rejected_of: Callable[[int], int] = lambda _: 0,
     ) -> None:
         self.spec = spec
         self.test = test
@@ -37,6 +38,7 @@ class CentralEvaluator:
         self.log = log
         self.train_loss_of = train_loss_of
         self.progress = progress
+        self.rejected_of = rejected_of
         self.rows: list[dict[str, float]] = []
 
     @torch.no_grad()
@@ -55,6 +57,7 @@ class CentralEvaluator:
             "train_loss": train_loss,
             "test_loss": test_loss,
             "test_accuracy": accuracy,
+            "rejected": self.rejected_of(server_round),
         }
         self.rows.append(row)
         self.log.append(

@@ -17,6 +17,7 @@ from server.policy import AttackPolicy
 from server.pool import create_pool
 from server.recorder import LeakageRecorder
 from server.strategy import CuriousStrategy
+from server.validation import ValidatingStrategy
 from simulator import record_keys as keys
 from simulator.audit import AuditStore
 from simulator.client_setup import ClientSetup
@@ -68,6 +69,12 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         min_train_nodes=1,
     )
     strategy = CuriousStrategy(inner, pipeline)
+    server_strategy = ValidatingStrategy(
+        strategy,
+        pipeline,
+        min_valid_replies=fed.min_valid_replies,
+        max_num_examples=fed.max_num_examples,
+    )
 
     def train_loss_of(server_round: int) -> float:
         metrics = strategy.train_metrics.get(server_round)
@@ -86,7 +93,15 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         )
 
     training_log = JsonlAppender(paths.training_jsonl)
-    evaluator = CentralEvaluator(spec, splits.test, fed.loss, training_log, train_loss_of, progress)
+    evaluator = CentralEvaluator(
+        spec,
+        splits.test,
+        fed.loss,
+        training_log,
+        train_loss_of,
+        progress,
+        rejected_of=lambda server_round: len(server_strategy.rejections.get(server_round, [])),
+    )
     setup = ClientSetup.from_experiment(cfg, audit_dir=str(paths.audit))
     train_config = ConfigRecord(
         {
@@ -95,7 +110,7 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         }
     )
     try:
-        result = strategy.start(
+        result = server_strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=fed.rounds,

@@ -15,8 +15,17 @@ from server.capture import CapturedRound, decode, to_update
 from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
 from server.recorder import LeakageRecorder
+from server.validation import Rejection
 from simulator.audit import AuditStore
 from simulator.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class RejectedReplies:
+    """Replies of one round the server refused to aggregate."""
+
+    server_round: int
+    rejections: tuple[Rejection, ...]
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class AttackPipeline:
         self.model_spec = model_spec
         self.audit = audit
         self._interval = poll_interval_s
-        self._queue: queue.Queue[CapturedRound] = queue.Queue()
+        self._queue: queue.Queue[CapturedRound | RejectedReplies] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name="fedleak-attack-pipeline", daemon=True
@@ -84,6 +93,11 @@ class AttackPipeline:
         """Hand one round's replies to the pipeline; returns at once."""
         self._expected += len(captured.replies) * len(self.plan.names)
         self._queue.put(captured)
+
+    def reject(self, server_round: int, rejections: Sequence[Rejection]) -> None:
+        """Record replies the server refused to aggregate as ``rejected`` rows (O(1) here)."""
+        self._expected += len(rejections) * len(self.plan.names)
+        self._queue.put(RejectedReplies(server_round, tuple(rejections)))
 
     @property
     def pending(self) -> int:
@@ -155,6 +169,20 @@ class AttackPipeline:
             time.sleep(self._interval)
         return True
 
+    def _record_rejected(self, rejected: RejectedReplies) -> None:
+        for rejection in rejected.rejections:
+            for name in self.plan.names:
+                self.recorder.record_failure(
+                    rejected.server_round, rejection.node_id, name, "rejected", rejection.reason
+                )
+                self.recorded += 1
+
+    def _handle(self, item: CapturedRound | RejectedReplies) -> None:
+        if isinstance(item, RejectedReplies):
+            self._record_rejected(item)
+        else:
+            self._submit_round(item)
+
     def _submit_round(self, captured: CapturedRound) -> None:
         try:
             jobs, unselected = self._jobs_for(captured)
@@ -185,7 +213,7 @@ class AttackPipeline:
             except queue.Empty:
                 captured = None
             if captured is not None:
-                self._submit_round(captured)
+                self._handle(captured)
                 self._queue.task_done()
             self._record(self.pool.poll())
 
@@ -197,7 +225,7 @@ class AttackPipeline:
         self._stop.set()
         self._thread.join()
         while not self._queue.empty():
-            self._submit_round(self._queue.get_nowait())
+            self._handle(self._queue.get_nowait())
         while self.pool.pending and time.monotonic() < deadline:
             self._record(self.pool.poll())  # each row lands on disk as soon as it exists
             time.sleep(self._interval)

@@ -75,6 +75,10 @@ class FederationConfig:
     alpha: float = 0.5
     client_cpus: float = 1.0
     client_gpus: float = 0.0
+    min_valid_replies: int = 1
+    """A round with fewer valid replies stops the run with a clear error."""
+    max_num_examples: int = 1_000_000
+    """A reply claiming more examples than this is rejected as absurd."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,8 @@ def _check_ranges(cfg: ExperimentConfig) -> list[str]:
         *_positive("federation.local_steps", fed.local_steps),
         *_positive("federation.alpha", fed.alpha),
         *_positive("federation.client_cpus", fed.client_cpus),
+        *_positive("federation.min_valid_replies", fed.min_valid_replies),
+        *_positive("federation.max_num_examples", fed.max_num_examples),
         *_positive("federation.client_gpus", fed.client_gpus, allow_zero=True),
         *_positive("pool.workers", pool.workers),
         *_positive("pool.num_cpus", pool.num_cpus, allow_zero=True),

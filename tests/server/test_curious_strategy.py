@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Message
+from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
 from attacks.losses import training_loss
@@ -123,30 +123,3 @@ def test_fedsgd_pseudo_gradient_equals_autograd_on_audited_batch(
             assert update.num_examples == cfg.federation.batch_size == len(truth.labels)
             checked += 1
     assert checked == 2 * 3
-
-
-def test_error_replies_are_skipped_and_aggregation_still_delegated() -> None:
-    from flwr.app import Error
-
-    class Inner(FedAvg):
-        seen: list[Message] = []
-
-        def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
-            Inner.seen = list(replies)
-            return None, None
-
-    sink = _Collect()
-    strategy = CuriousStrategy(Inner(), sink)
-    strategy._sent[1] = ({}, None)  # type: ignore[assignment]
-    from tests.flower_harness import LocalGrid as _Grid
-
-    _Grid(client_app, 1)
-    request = Message(
-        content=__import__("flwr.app", fromlist=["RecordDict"]).RecordDict(),
-        dst_node_id=7,
-        message_type="train",
-    )
-    error_reply = Message(Error(code=1, reason="client crashed"), reply_to=request)
-    strategy.aggregate_train(1, iter([error_reply]))
-    assert Inner.seen == [error_reply]
-    assert sink.rounds[0].replies == ()
