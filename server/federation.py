@@ -45,7 +45,7 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         activation=cfg.model.activation,
         init=cfg.model.init,
     )
-    model = initial_model(spec, cfg.seed)
+    model = initial_model(spec, cfg.seed, cfg.model.weights)
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
     recorder = LeakageRecorder(paths, audit)
     plan = AttackPlan(

@@ -23,6 +23,7 @@ def _error(message: str, code: int) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.datasets import DatasetUnavailableError
     from simulator.experiment_data import cached_splits
+    from simulator.preflight import PreflightError, preflight
     from simulator.rundir import create_run_dir
     from simulator.simulation import run_in_simulation
 
@@ -30,21 +31,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = load_experiment(args.overrides)
     except ConfigError as exc:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
-    try:  # fail before anything starts when the data is not there
+    try:  # fail before anything starts when the data or the machine is not right
         cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+        preflight(cfg)
     except DatasetUnavailableError as exc:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
     paths = create_run_dir(cfg)
     print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
     try:
         run_in_simulation(cfg, paths, verbose=args.verbose)
     except Exception as exc:
+        code = exit_codes.RUN_FAILED
+        if any("TooFewValidRepliesError" in type(e).__name__ for e in _chain(exc)):
+            code = exit_codes.TOO_FEW_VALID_REPLIES
         return _error(
-            f"run failed: {type(exc).__name__}: {exc}; rows written so far are in {paths.root} "
+            f"run failed: {_root_cause(exc)}; rows written so far are in {paths.root} "
             f"(rebuild its report with: fedleak report {paths.root})",
-            exit_codes.RUN_FAILED,
+            code,
         )
     return exit_codes.OK
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes (Flower re-raises the ServerApp's error from its own)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _root_cause(exc: BaseException) -> str:
+    last = _chain(exc)[-1]
+    return f"{type(last).__name__}: {last}"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -56,6 +56,8 @@ class ModelConfig:
     width: int | None = None
     activation: str | None = None
     init: str = "default"
+    weights: str | None = None
+    """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
 
 
 @dataclass(frozen=True)

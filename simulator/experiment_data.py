@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from simulator.datasets import ArrayDataset, DatasetSplits, load_dataset
@@ -54,6 +55,22 @@ def model_spec_for(
     )
 
 
-def initial_model(spec: ModelSpec, seed: int) -> nn.Module:
-    """The global model of round 0, seeded."""
-    return build_model(spec, seed=seed)
+def initial_model(spec: ModelSpec, seed: int, weights: str | None = None) -> nn.Module:
+    """The global model of round 0: seeded, or loaded from a state-dict file.
+
+    Raises
+    ------
+    ValueError
+        When the file's parameters do not fit the architecture, naming the mismatch.
+    """
+    model = build_model(spec, seed=seed)
+    if weights is not None:
+        state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(
+                f"model.weights {weights!r} does not fit model {spec.name!r}: {first}"
+            ) from None
+    return model

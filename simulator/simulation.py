@@ -60,13 +60,16 @@ def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool =
     # fedleak owns Ray's start so the attack pool (created by the ServerApp thread) and
     # Flower's client actors share one cluster; Flower skips ray.init when Ray is up.
     if not ray.is_initialized():
-        pythonpath = os.pathsep.join(sys.path)
-        ray.init(
-            runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-            logging_level=logging.WARNING if not verbose else logging.INFO,
-            log_to_driver=verbose,
-            **config["init_args"],
-        )
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}}
+        quiet = {
+            "logging_level": logging.INFO if verbose else logging.WARNING,
+            "log_to_driver": verbose,
+        }
+        address = cfg.pool.address or os.environ.get("RAY_ADDRESS")
+        if address:  # an existing cluster: its own resources; clients and workers share them
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        else:
+            ray.init(runtime_env=runtime_env, **quiet, **config["init_args"])
     if not verbose:
         # Flower warns about its own deprecated run_simulation and skipped evaluation.
         logging.getLogger("flwr").setLevel(logging.ERROR)
