@@ -3,9 +3,12 @@
 Importing the package registers every attack it ships (``analytic``, ``inverting_gradients``).
 """
 
-from attacks import analytic, inverting_gradients
+from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients
 from attacks.analytic import AnalyticAttack, AnalyticConfig
 from attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
+from attacks.direct_batch import DirectBatchAttack, DirectBatchConfig
+from attacks.dlg import DLGAttack, DLGConfig
+from attacks.idlg import IDLGAttack, IDLGConfig
 from attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
 from attacks.registry import attack_class, available_attacks, create_attack, register_attack
 from attacks.types import (
@@ -28,7 +31,13 @@ __all__ = [
     "AttackFailure",
     "AttackOutcome",
     "AttackStatus",
+    "DLGAttack",
+    "DLGConfig",
+    "DirectBatchAttack",
+    "DirectBatchConfig",
     "Disclosure",
+    "IDLGAttack",
+    "IDLGConfig",
     "InterceptedUpdate",
     "InvertingGradientsAttack",
     "InvertingGradientsConfig",
@@ -41,7 +50,10 @@ __all__ = [
     "available_attacks",
     "config_from_mapping",
     "create_attack",
+    "direct_batch",
+    "dlg",
     "execute_attack",
+    "idlg",
     "inverting_gradients",
     "register_attack",
 ]
