@@ -70,7 +70,7 @@ def real_jobs(count: int, iterations: int) -> list[AttackJob]:
                 disclosed_labels=None,
             )
             for name in cfg.attack.names:
-                seed = job_seed(0, captured.server_round, reply.node_id, name)
+                seed = job_seed(0, update, name)
                 jobs.append(AttackJob(name, params.get(name, {}), update, spec, seed, "auto"))
     return jobs[:count]
 

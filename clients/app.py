@@ -81,7 +81,9 @@ def train(msg: Message, context: Context) -> Message:
     )
     if setup.audit_dir is not None:
         AuditStore(Path(setup.audit_dir)).write(
-            server_round, context.node_id, GroundTruth(result.used_inputs, result.used_labels)
+            server_round,
+            context.node_id,
+            GroundTruth(result.used_inputs, result.used_labels, partition_id),
         )
 
     content = RecordDict(

@@ -36,8 +36,14 @@ def resolve_experiment(context: Context) -> tuple[ExperimentConfig, RunPaths]:
     return cfg, paths
 
 
+def resolve_start_round(context: Context) -> int:
+    """First round to run: 1, or the round after the checkpoint of a resumed run."""
+    value = context.run_config.get(keys.START_ROUND, "") or os.environ.get(keys.ENV_START_ROUND, "")
+    return int(value) if str(value) else 1
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the curious federation described by the resolved experiment."""
     cfg, paths = resolve_experiment(context)
-    run_federation(grid, cfg, paths)
+    run_federation(grid, cfg, paths, start_round=resolve_start_round(context))

@@ -16,24 +16,32 @@ from server.pipeline import AttackPipeline, AttackPlan
 from server.policy import AttackPolicy
 from server.pool import create_pool
 from server.recorder import LeakageRecorder
+from server.reproducible import ReproducibleStrategy
+from server.rounds import run_rounds
 from server.strategy import CuriousStrategy
+from server.update_store import UpdateStore
 from server.validation import ValidatingStrategy
 from simulator import record_keys as keys
 from simulator.audit import AuditStore
+from simulator.checkpoint import load_checkpoint, save_checkpoint
 from simulator.client_setup import ClientSetup
 from simulator.config import ExperimentConfig
 from simulator.experiment_data import cached_splits, initial_model, model_spec_for
 from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
 from simulator.report import build_report
-from simulator.results import JsonlAppender, RunPaths
+from simulator.results import JsonlAppender, RunPaths, read_leakage
 
 console = Console(highlight=False, soft_wrap=True)
 
 
-def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> CuriousStrategy:
-    """Train ``cfg.federation.rounds`` rounds, attack every update, write the report.
+def run_federation(
+    grid: Grid, cfg: ExperimentConfig, paths: RunPaths, start_round: int = 1
+) -> CuriousStrategy:
+    """Train rounds ``start_round..cfg.federation.rounds``, attack every update, report.
 
-    Returns the strategy (its inner aggregation results and per-round counters).
+    From ``start_round > 1`` (``fedleak run --resume``) the global model comes from the
+    run's checkpoint, and attacks of earlier rounds that never produced a row run again
+    from the intercepted updates kept on disk. Returns the curious strategy (counters).
     """
     splits = cached_splits(
         cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
@@ -60,7 +68,10 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         max_pending=cfg.pool.max_pending,
         when_full=cfg.pool.when_full,
     )
-    pipeline = AttackPipeline(create_pool(cfg.pool), recorder, plan, spec, audit)
+    updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
+    pipeline = AttackPipeline(
+        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
+    )
     fed = cfg.federation
     inner = FedAvg(
         fraction_train=fed.fraction_train,
@@ -70,7 +81,7 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
     )
     strategy = CuriousStrategy(inner, pipeline)
     server_strategy = ValidatingStrategy(
-        strategy,
+        ReproducibleStrategy(strategy, cfg.seed),
         pipeline,
         min_valid_replies=fed.min_valid_replies,
         max_num_examples=fed.max_num_examples,
@@ -109,15 +120,23 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
             keys.CLIENT_SETUP: setup.to_json(),
         }
     )
+    arrays = ArrayRecord(model.state_dict())
+    if start_round > 1:
+        arrays = _resume_state(paths, start_round, pipeline, updates)
     try:
-        result = server_strategy.start(
-            grid=grid,
-            initial_arrays=ArrayRecord(model.state_dict()),
-            num_rounds=fed.rounds,
+        final = run_rounds(
+            server_strategy,
+            grid,
+            arrays,
+            first_round=start_round,
+            last_round=fed.rounds,
             train_config=train_config,
             evaluate_fn=evaluator,
+            on_round_end=lambda server_round, arrays: save_checkpoint(
+                paths.root, server_round, arrays
+            ),
         )
-        torch.save(result.arrays.to_torch_state_dict(), Path(paths.root) / "final_model.pt")
+        torch.save(final.to_torch_state_dict(), Path(paths.root) / "final_model.pt")
     finally:
         console.print(f"training done; waiting for {pipeline.pending} attack(s) to finish ...")
         pipeline.finish(cfg.pool.drain_timeout_s)
@@ -127,3 +146,20 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, paths: RunPaths) -> Curiou
         console.print(table)
         console.print(f"results in {paths.root}")
     return strategy
+
+
+def _resume_state(
+    paths: RunPaths, start_round: int, pipeline: AttackPipeline, updates: UpdateStore | None
+) -> ArrayRecord:
+    """The checkpointed model before ``start_round``; queue the attacks left unfinished."""
+    checkpoint = load_checkpoint(paths.root)
+    if checkpoint is None or checkpoint.server_round != start_round - 1:
+        found = "none" if checkpoint is None else f"round {checkpoint.server_round}"
+        raise RuntimeError(
+            f"cannot resume {paths.root} at round {start_round}: checkpoint is {found}"
+        )
+    if updates is not None:
+        done = {(r.round, r.node_id, r.attack) for r in read_leakage(paths.leakage_jsonl)}
+        stored = [u for r in range(1, start_round) for u in updates.load_round(r)]
+        pipeline.resubmit(stored, done)
+    return checkpoint.arrays

@@ -6,18 +6,28 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from attacks.types import InterceptedUpdate
 from server.capture import CapturedRound, decode, to_update
 from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
 from server.recorder import LeakageRecorder
+from server.update_store import UpdateStore
 from server.validation import Rejection
 from simulator.audit import AuditStore
 from simulator.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class Resubmission:
+    """Updates of earlier rounds whose attacks never finished (a resumed run)."""
+
+    updates: tuple[InterceptedUpdate, ...]
+    done: frozenset[tuple[int, int, str]]
 
 
 @dataclass(frozen=True)
@@ -69,14 +79,16 @@ class AttackPipeline:
         model_spec: ModelSpec,
         audit: AuditStore | None = None,
         poll_interval_s: float = 0.1,
+        update_store: UpdateStore | None = None,
     ) -> None:
         self.pool = pool
         self.recorder = recorder
         self.plan = plan
         self.model_spec = model_spec
         self.audit = audit
+        self.update_store = update_store
         self._interval = poll_interval_s
-        self._queue: queue.Queue[CapturedRound | RejectedReplies] = queue.Queue()
+        self._queue: queue.Queue[CapturedRound | RejectedReplies | Resubmission] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name="fedleak-attack-pipeline", daemon=True
@@ -144,12 +156,9 @@ class AttackPipeline:
                     )
                     self.recorded += 1
                 continue
-            for name in self.plan.names:
-                seed = job_seed(self.plan.seed, captured.server_round, reply.node_id, name)
-                params = dict(self.plan.params.get(name, {}))
-                jobs.append(
-                    AttackJob(name, params, update, self.model_spec, seed, self.plan.device)
-                )
+            if self.update_store is not None:
+                self.update_store.save(update)  # so a crash before the attacks ends loses none
+            jobs.extend(self._job(update, name) for name in self.plan.names)
         return jobs, unselected
 
     def _has_room(self, job: AttackJob) -> bool:
@@ -177,11 +186,40 @@ class AttackPipeline:
                 )
                 self.recorded += 1
 
-    def _handle(self, item: CapturedRound | RejectedReplies) -> None:
+    def _handle(self, item: CapturedRound | RejectedReplies | Resubmission) -> None:
         if isinstance(item, RejectedReplies):
             self._record_rejected(item)
+        elif isinstance(item, Resubmission):
+            self._resubmit(item)
         else:
             self._submit_round(item)
+
+    def resubmit(
+        self, updates: Sequence[InterceptedUpdate], done: set[tuple[int, int, str]]
+    ) -> None:
+        """Attack again every (update, attack) without a row in ``done`` (O(1) here)."""
+        missing = sum(
+            (u.server_round, u.node_id, n) not in done for u in updates for n in self.plan.names
+        )
+        self._expected += missing
+        self._queue.put(Resubmission(tuple(updates), frozenset(done)))
+
+    def _job(self, update: InterceptedUpdate, name: str) -> AttackJob:
+        seed = job_seed(self.plan.seed, update, name)
+        params = dict(self.plan.params.get(name, {}))
+        return AttackJob(name, params, update, self.model_spec, seed, self.plan.device)
+
+    def _resubmit(self, item: Resubmission) -> None:
+        for stored in item.updates:
+            labels = self._disclosed_labels(stored.server_round, stored.node_id)
+            update = replace(stored, disclosed_labels=labels)
+            for name in self.plan.names:
+                if (update.server_round, update.node_id, name) in item.done:
+                    continue
+                job = self._job(update, name)
+                if self._has_room(job):
+                    self.pool.submit(job)
+                    self.submitted += 1
 
     def _submit_round(self, captured: CapturedRound) -> None:
         try:

@@ -42,6 +42,7 @@ class LeakageRecorder:
             attack=attack,
             status=status,
             reason=reason,
+            client=self._client_of(server_round, node_id),
             worker=result.worker,
             device=result.device,
             attack_time_s=result.outcome.wall_time_s,
@@ -73,11 +74,17 @@ class LeakageRecorder:
             self.records.append(row)
         return row
 
+    def _client_of(self, server_round: int, node_id: int) -> int:
+        if self.audit is None or not self.audit.has(server_round, node_id):
+            return -1
+        return self.audit.read(server_round, node_id).partition_id
+
     def record_failure(
         self, server_round: int, node_id: int, attack: str, status: str, reason: str
     ) -> LeakageRecord:
         """Record an attack that never ran (e.g. a malformed update)."""
-        return self._append(LeakageRecord(server_round, node_id, attack, status, reason))
+        client = self._client_of(server_round, node_id)
+        return self._append(LeakageRecord(server_round, node_id, attack, status, reason, client))
 
     def record(self, result: AttackResult) -> LeakageRecord:
         """Measure and append one row; a measuring error is itself a recorded failure."""

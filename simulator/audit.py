@@ -16,10 +16,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """The samples and labels a client used in one round, in the order it used them."""
+    """The samples and labels a client used in one round, in the order it used them.
+
+    ``partition_id`` names the client stably across runs (Flower's node ids are random); it
+    is auditor metadata, like the samples, and never reaches an attack.
+    """
 
     inputs: np.ndarray
     labels: np.ndarray
+    partition_id: int = -1
 
 
 class AuditStore:
@@ -44,7 +49,9 @@ class AuditStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp.npz")
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, inputs=truth.inputs, labels=truth.labels)
+            np.savez(
+                handle, inputs=truth.inputs, labels=truth.labels, partition_id=truth.partition_id
+            )
         os.replace(tmp, target)
         return target
 
@@ -57,7 +64,8 @@ class AuditStore:
             If the client did not audit that round (audit disabled, or it never trained).
         """
         with np.load(self.path(server_round, node_id)) as data:
-            return GroundTruth(inputs=data["inputs"], labels=data["labels"])
+            partition = int(data["partition_id"]) if "partition_id" in data else -1
+            return GroundTruth(data["inputs"], data["labels"], partition)
 
     def has(self, server_round: int, node_id: int) -> bool:
         """Whether a record exists."""

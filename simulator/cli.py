@@ -24,13 +24,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.datasets import DatasetUnavailableError
     from simulator.experiment_data import cached_splits
     from simulator.preflight import PreflightError, preflight
+    from simulator.resume import prepare_resume
     from simulator.rundir import create_run_dir
     from simulator.simulation import run_in_simulation
 
+    start_round = 1
     try:
-        cfg = load_experiment(args.overrides)
+        if args.resume is not None:
+            if args.overrides:
+                return _error(
+                    "--resume takes no overrides: the run's config.yaml is used",
+                    exit_codes.CONFIG_ERROR,
+                )
+            cfg, paths, start_round = prepare_resume(Path(args.resume))
+        else:
+            cfg = load_experiment(args.overrides)
     except ConfigError as exc:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
+    except FileNotFoundError as exc:
+        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
     try:  # fail before anything starts when the data or the machine is not right
         cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
         preflight(cfg)
@@ -38,10 +50,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
     except PreflightError as exc:
         return _error(str(exc), exc.exit_code)
-    paths = create_run_dir(cfg)
-    print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
+    if args.resume is None:
+        paths = create_run_dir(cfg)
+        print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
+    elif start_round > cfg.federation.rounds:
+        print(f"fedleak: {paths.root} completed all {cfg.federation.rounds} rounds")
+    else:
+        print(f"fedleak: resuming {paths.root} at round {start_round}")
     try:
-        run_in_simulation(cfg, paths, verbose=args.verbose)
+        run_in_simulation(cfg, paths, verbose=args.verbose, start_round=start_round)
     except Exception as exc:
         code = exit_codes.RUN_FAILED
         if any("TooFewValidRepliesError" in type(e).__name__ for e in _chain(exc)):
@@ -99,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment in simulation (Hydra overrides: key=value)")
     run.add_argument("overrides", nargs="*", help="e.g. model=lenet federation.rounds=5")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    run.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a killed run from its last completed round"
+    )
     run.set_defaults(func=_cmd_run)
     report = sub.add_parser("report", help="rebuild the summary, CSVs and grids of a run directory")
     report.add_argument("run_dir")

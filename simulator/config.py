@@ -127,6 +127,8 @@ class PoolConfig:
     """``wait``: the pipeline waits for room (training never does); ``skip``: record ``skipped``."""
     max_retries: int = 1
     """Re-runs of an attack whose worker process died (SIGKILL, OOM) before it is ``failed``."""
+    persist_updates: bool = True
+    """Keep every attacked update on disk, so a resumed run re-attacks what was pending."""
     attack_timeout_s: float = 600.0
     """Longest one attack may run; its worker is then replaced and the row is ``timeout``.
 

@@ -28,10 +28,12 @@ NUM_PARTITIONS = "num-partitions"
 # --- run_config entry for `flwr run` ---
 EXPERIMENT_JSON = "experiment-json"
 RUN_DIR = "run-dir"
+START_ROUND = "start-round"
 
 # --- environment of a `fedleak run` launch (the ServerApp runs in the launching process) ---
 ENV_EXPERIMENT_JSON = "FEDLEAK_EXPERIMENT_JSON"
 ENV_RUN_DIR = "FEDLEAK_RUN_DIR"
+ENV_START_ROUND = "FEDLEAK_START_ROUND"
 
 # --- Flower components (pyproject's [tool.flwr.app.components]) ---
 SERVER_APP = "server.app:app"

@@ -19,6 +19,8 @@ class LeakageRecord:
 
     ``status`` is ``ok`` when the attack returned a reconstruction (metrics set), else one of
     ``failed``, ``not_applicable``, ``timeout``, ``skipped`` with ``reason`` (metrics NaN).
+    ``client`` is the client's partition id from the audit store (-1 without audit): unlike
+    Flower's random ``node_id`` it is the same in every run of the experiment.
     ``psnr_init_mean`` is the PSNR of an optimisation attack's random starting point: the
     baseline its ``psnr_mean`` must clearly exceed to count as leakage.
     """
@@ -28,6 +30,7 @@ class LeakageRecord:
     attack: str
     status: str
     reason: str = ""
+    client: int = -1
     psnr_mean: float = math.nan
     psnr_min: float = math.nan
     ssim_mean: float = math.nan
@@ -104,6 +107,10 @@ class RunPaths:
     @property
     def reconstructions(self) -> Path:
         return self.root / "reconstructions"
+
+    @property
+    def updates(self) -> Path:
+        return self.root / "updates"
 
     @property
     def grids(self) -> Path:

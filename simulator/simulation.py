@@ -42,7 +42,9 @@ def backend_config(cfg: ExperimentConfig, total_cpus: int | None = None) -> dict
     }
 
 
-def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool = False) -> None:
+def run_in_simulation(
+    cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool = False, start_round: int = 1
+) -> None:
     """Run ``cfg`` with ``cfg.federation.num_clients`` virtual SuperNodes; results in ``paths``.
 
     The ServerApp runs in this process (a thread of Flower's simulation), so it reads the
@@ -50,6 +52,7 @@ def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool =
     """
     os.environ[keys.ENV_EXPERIMENT_JSON] = json.dumps(cfg.to_dict())
     os.environ[keys.ENV_RUN_DIR] = str(paths.root)
+    os.environ[keys.ENV_START_ROUND] = str(start_round)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
@@ -61,7 +64,7 @@ def run_in_simulation(cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool =
     # Flower's client actors share one cluster; Flower skips ray.init when Ray is up.
     if not ray.is_initialized():
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}}
-        quiet = {
+        quiet: dict[str, Any] = {
             "logging_level": logging.INFO if verbose else logging.WARNING,
             "log_to_driver": verbose,
         }

@@ -6,6 +6,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from attacks.types import AttackOutcome, InterceptedUpdate
 from simulator.models import ModelSpec
 
@@ -54,6 +56,19 @@ class AttackResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def job_seed(base_seed: int, server_round: int, node_id: int, attack: str) -> int:
-    """A reproducible seed per (experiment seed, round, node, attack)."""
-    return zlib.crc32(f"{base_seed}/{server_round}/{node_id}/{attack}".encode()) & 0x7FFFFFFF
+def update_fingerprint(update: InterceptedUpdate) -> int:
+    """CRC-32 of the client's parameters: the same update gets the same value in every run.
+
+    Flower's node ids are random per run, so seeding attacks by node id would make two runs
+    of one experiment attack with different random starts.
+    """
+    crc = 0
+    for value in update.client_params.values():
+        crc = zlib.crc32(np.ascontiguousarray(value).tobytes(), crc)
+    return crc
+
+
+def job_seed(base_seed: int, update: InterceptedUpdate, attack: str) -> int:
+    """A reproducible seed per (experiment seed, round, update content, attack)."""
+    key = f"{base_seed}/{update.server_round}/{update_fingerprint(update)}/{attack}"
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
