@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import pytest
 import torch
@@ -15,45 +13,17 @@ from attacks import (
     DirectBatchConfig,
     InterceptedUpdate,
     Reconstruction,
-    TrainingHyperparams,
     create_attack,
     execute_attack,
 )
 from attacks.direct_batch import dense_chain, invert_dense_batch
 from attacks.labels import infer_labels
-from attacks.losses import model_gradient, observed_gradient
+from attacks.losses import observed_gradient
 from simulator.models import ModelSpec, build_model
+from tests.attacks.cases import CPU, NUM_CLASSES, sgd_update
 
-CPU = torch.device("cpu")
-NUM_CLASSES = 10
 UNIQUE = [0, 3, 5, 9]
 EQUAL = [2, 2, 2, 2]
-
-
-def sgd_update(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, disclosed: np.ndarray | None = None
-) -> InterceptedUpdate:
-    lr = 0.1
-    names = [n for n, _ in model.named_parameters()]
-    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    global_params = OrderedDict(
-        (k, v.detach().cpu().numpy().copy()) for k, v in model.state_dict().items()
-    )
-    client_params = OrderedDict(
-        (k, v - lr * grads[k].detach().cpu().numpy()) for k, v in global_params.items()
-    )
-    hp = TrainingHyperparams("fedsgd", lr, x.shape[0], 1)
-    return InterceptedUpdate(
-        1,
-        1,
-        global_params,
-        client_params,
-        x.shape[0],
-        hp,
-        tuple(x.shape[1:]),
-        NUM_CLASSES,
-        disclosed,
-    )
 
 
 def mlp(seed: int) -> nn.Module:
