@@ -1,10 +1,23 @@
-"""Closed-form inversion of a first fully-connected layer for one sample (seed 000, problem 1.2).
+"""Closed-form inversion of a fully-connected layer for one sample (seeds 000 and 001).
 
-For ``z1 = W1 x + b1``, row ``j`` of ``dL/dW1`` is ``dL/dz1[j] * x`` and ``dL/db1[j]`` is
-``dL/dz1[j]``, hence ``x = dL/dW1[j, :] / dL/db1[j]`` for any neuron with
-``dL/db1[j] != 0`` (an active neuron: after a ReLU, ``z1[j] > 0``). The identity holds only
-for a single sample's gradient: with ``B > 1`` both sides are batch means and the ratio is a
-mixture of the batch's inputs.
+For ``z = W a + b``, row ``j`` of ``dL/dW`` is ``dL/dz[j] * a`` and ``dL/db[j]`` is
+``dL/dz[j]``, hence ``a = dL/dW[j, :] / dL/db[j]`` for any neuron with ``dL/db[j] != 0`` (an
+active neuron: after a ReLU, ``z[j] > 0``; seed 000, problem 1.2). Nothing in the identity
+depends on where the layer sits: it recovers the input of *any* ``nn.Linear`` with bias,
+e.g. the features a conv stack hands to the classifier (seed 001, section 3). The identity
+holds only for a single sample's gradient: with ``B > 1`` both sides are batch means and the
+ratio is a mixture of the batch's inputs.
+
+Two entry points, because a :class:`~attacks.types.Reconstruction` must hold *model inputs*
+(the auditor compares them with the client's data):
+
+- :class:`AnalyticAttack` (registered as ``analytic``) reconstructs the client's input when
+  the first ``nn.Linear`` with bias is the model's first layer (``mlp``, ``fcnn``). On other
+  models it returns ``not_applicable`` and says so, naming the layer whose input features
+  *are* recoverable.
+- :func:`recover_linear_input` recovers those features for the first (or a named) ``nn.Linear``
+  with bias anywhere in the model, e.g. the 256 (for 8x8 inputs) flattened conv features
+  of ``cnn``; :func:`invert_linear_input` is the formula itself on two gradient tensors.
 """
 
 from __future__ import annotations
@@ -17,10 +30,15 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
+from attacks.fedavg import local_step_count
 from attacks.labels import infer_labels
 from attacks.losses import effective_batch_size
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
+
+
+class NoActiveNeuronError(ValueError):
+    """Every ``dL/db[j]`` is zero: seed 000's formula has no valid neuron ``j``."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +48,9 @@ class AnalyticConfig(AttackConfig):
     Attributes
     ----------
     top_k : int
-        Number of neurons with the largest ``|dL/db1[j]|`` to combine. With ``k > 1`` the
-        input is the least-squares solution of ``dL/dW1[j, :] = dL/db1[j] * x`` over those
-        rows, ``x = sum_j db_j dW_j / sum_j db_j^2`` (equal to seed 000's ratio for ``k = 1``).
+        Number of neurons with the largest ``|dL/db[j]|`` to combine. With ``k > 1`` the
+        input is the least-squares solution of ``dL/dW[j, :] = dL/db[j] * a`` over those
+        rows, ``a = sum_j db_j dW_j / sum_j db_j^2`` (equal to seed 000's ratio for ``k = 1``).
     """
 
     top_k: int = 1
@@ -42,19 +60,104 @@ class AnalyticConfig(AttackConfig):
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
+def invert_linear_input(
+    weight_grad: torch.Tensor, bias_grad: torch.Tensor, top_k: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recover a linear layer's input from its weight and bias gradients (seed 000).
+
+    Parameters
+    ----------
+    weight_grad : torch.Tensor
+        ``dL/dW``, shape ``(out_features, in_features)``, of one sample's loss.
+    bias_grad : torch.Tensor
+        ``dL/db``, shape ``(out_features,)``.
+    top_k : int
+        Combine the ``top_k`` neurons of largest ``|dL/db[j]|`` by least squares (see
+        :class:`AnalyticConfig`); neurons with ``dL/db[j] = 0`` are never used.
+
+    Returns
+    -------
+    tuple[torch.Tensor, torch.Tensor]
+        ``(features, neurons)``: the input ``(in_features,)`` in float64, on the gradients'
+        device, and the int64 indices of the neurons used, largest ``|dL/db[j]|`` first.
+
+    Raises
+    ------
+    NoActiveNeuronError
+        If ``dL/db`` is zero everywhere (no active neuron; seed 000's validity condition).
+    ValueError
+        If the shapes do not fit together or ``top_k < 1``.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if weight_grad.dim() != 2 or tuple(bias_grad.shape) != (weight_grad.shape[0],):
+        raise ValueError(
+            f"weight gradient {tuple(weight_grad.shape)} and bias gradient "
+            f"{tuple(bias_grad.shape)} are not those of one nn.Linear"
+        )
+    dw, db = weight_grad.detach().double(), bias_grad.detach().double()
+    order = torch.argsort(db.abs(), descending=True, stable=True)
+    chosen = order[:top_k]
+    chosen = chosen[db[chosen] != 0]
+    if chosen.numel() == 0:
+        raise NoActiveNeuronError(
+            "no active neuron: dL/db[j] = 0 for every j, so the formula "
+            "a = dL/dW[j,:] / dL/db[j] has no valid j (seed 000)"
+        )
+    weights = db[chosen]
+    features = (weights[:, None] * dw[chosen]).sum(dim=0) / weights.pow(2).sum()
+    return features, chosen
+
+
+@dataclass(frozen=True)
+class LinearInputRecovery:
+    """The recovered input of one ``nn.Linear`` layer, from :func:`recover_linear_input`.
+
+    Attributes
+    ----------
+    layer : str
+        Module name of the layer in ``model.named_modules()``.
+    features : np.ndarray
+        The layer's input for the single sample, shape ``(1, in_features)``, in the update's
+        float dtype. For a first layer on flattened data these are the client's pixels.
+    neurons : tuple[int, ...]
+        The neurons whose gradient rows were combined, largest ``|dL/db[j]|`` first.
+    bias_grads : tuple[float, ...]
+        ``dL/db[j]`` of those neurons.
+    is_model_input : bool
+        Whether the layer sees the raw (flattened) model input, so ``features`` is the data.
+    """
+
+    layer: str
+    features: np.ndarray
+    neurons: tuple[int, ...]
+    bias_grads: tuple[float, ...]
+    is_model_input: bool
+
+
+def linear_layers_with_bias(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """Every ``nn.Linear`` with a bias, in ``model.named_modules()`` order."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module.bias is not None
+    ]
+
+
 def first_linear_with_bias(model: nn.Module) -> tuple[str, nn.Linear] | None:
     """The first ``nn.Linear`` with a bias in ``model.named_modules()`` order, if any."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            return name, module
-    return None
+    layers = linear_layers_with_bias(model)
+    return layers[0] if layers else None
 
 
-def _is_first_layer(model: nn.Module, layer: nn.Linear, input_numel: int) -> bool:
-    """Whether ``layer`` sees the raw input: no parametrised module before it, sizes agree."""
+def is_first_layer(model: nn.Module, layer: nn.Module, input_numel: int) -> bool:
+    """Whether ``layer`` sees the raw input: no parametrised module before it, sizes agree.
+
+    Parameter-free modules before it (``Flatten``) are assumed to only reshape.
+    """
     for module in model.modules():
         if module is layer:
-            return layer.in_features == input_numel
+            return isinstance(layer, nn.Linear) and layer.in_features == input_numel
         if any(True for _ in module.parameters(recurse=False)):
             return False
     return False
@@ -64,46 +167,121 @@ def _prefixed(prefix: str, leaf: str) -> str:
     return f"{prefix}.{leaf}" if prefix else leaf
 
 
+def single_gradient_reason(update: InterceptedUpdate) -> str | None:
+    """Why ``update`` is not one sample's gradient (the formula's premise), or ``None``."""
+    hp = update.hyperparams
+    steps = local_step_count(update)
+    if steps != 1:
+        recipe = f"{hp.local_steps} local steps" if hp.local_steps else f"{hp.local_epochs} epochs"
+        return (
+            f"{hp.mode} with {recipe} ({steps} SGD steps): the update is not one gradient, "
+            "and the analytic formula needs a single gradient"
+        )
+    batch = effective_batch_size(update)
+    if batch != 1:
+        return (
+            f"batch size {batch} > 1: dL/dW[j]/dL/db[j] is exact only for one sample "
+            "(with B > 1 it mixes the batch's inputs)"
+        )
+    return None
+
+
+def _find_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Linear]:
+    layers = linear_layers_with_bias(model)
+    if not layers:
+        raise ValueError("model has no nn.Linear layer with bias; the formula needs dL/db")
+    if layer is None:
+        return layers[0]
+    for name, module in layers:
+        if name == layer:
+            return name, module
+    raise ValueError(
+        f"no nn.Linear with bias named {layer!r}; candidates: {[n for n, _ in layers]}"
+    )
+
+
+def recover_linear_input(
+    model: nn.Module,
+    update: InterceptedUpdate,
+    *,
+    layer: str | None = None,
+    top_k: int = 1,
+) -> LinearInputRecovery:
+    """Recover the single sample's input to a linear layer anywhere in ``model`` (seed 001 §3).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The global model (only its module structure is used).
+    update : InterceptedUpdate
+        A FedSGD update (or FedAvg with one local step) of a batch of one.
+    layer : str | None
+        Module name of an ``nn.Linear`` with bias; default: the first one.
+    top_k : int
+        See :class:`AnalyticConfig`.
+
+    Raises
+    ------
+    ValueError
+        If the model has no such layer, or the update is not a single sample's gradient.
+    NoActiveNeuronError
+        If the layer's bias gradient is zero everywhere.
+    """
+    reason = single_gradient_reason(update)
+    if reason is not None:
+        raise ValueError(reason)
+    name, module = _find_layer(model, layer)
+    pseudo = update.pseudo_gradient()
+    try:
+        features, neurons = invert_linear_input(
+            pseudo[_prefixed(name, "weight")], pseudo[_prefixed(name, "bias")], top_k
+        )
+    except NoActiveNeuronError as exc:
+        raise NoActiveNeuronError(f"layer {name!r}: {exc}") from None
+    bias_grad = pseudo[_prefixed(name, "bias")].double()
+    dtype = update.global_params[_prefixed(name, "weight")].dtype
+    return LinearInputRecovery(
+        layer=name,
+        features=features.reshape(1, -1).cpu().numpy().astype(dtype, copy=False),
+        neurons=tuple(int(j) for j in neurons.tolist()),
+        bias_grads=tuple(float(bias_grad[j]) for j in neurons.tolist()),
+        is_model_input=is_first_layer(model, module, math.prod(update.input_shape)),
+    )
+
+
 class AnalyticAttack(Attack):
     """Exact single-sample reconstruction through the first linear layer (seed 000).
 
     Applies to FedSGD updates (or FedAvg with one local step) of a batch of one, on a model
     whose first parametrised layer is an ``nn.Linear`` with bias taking the flattened input.
+    Elsewhere the layer's input features are still recoverable, with
+    :func:`recover_linear_input`, but they are not the client's data, so the attack refuses.
     """
 
     name = "analytic"
     config_class = AnalyticConfig
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
-        """Return why seed 000's formula does not hold for this model and update, or ``None``."""
+        """Return why seed 000's formula does not give the input here, or ``None``."""
         found = first_linear_with_bias(model)
         if found is None:
             return "model has no nn.Linear layer with bias; the analytic attack needs dL/db1"
         name, layer = found
-        hp = update.hyperparams
-        if hp.mode != "fedsgd" and hp.local_steps > 1:
-            return (
-                f"{hp.mode} with {hp.local_steps} local steps: the update is not one gradient, "
-                "and the analytic formula needs a single gradient"
-            )
-        batch = effective_batch_size(update)
-        if batch != 1:
-            return (
-                f"batch size {batch} > 1: dL/dW1[j]/dL/db1[j] is exact only for one sample "
-                "(with B > 1 it mixes the batch's inputs)"
-            )
-        numel = math.prod(update.input_shape)
-        if not _is_first_layer(model, layer, numel):
-            return (
-                f"layer {name!r} (in_features={layer.in_features}) is not the model's first "
-                f"layer on the {numel}-dimensional input: the formula would recover its input "
-                "features, not the client's data"
-            )
+        reason = single_gradient_reason(update)
+        if reason is not None:
+            return reason
         bias_grad = update.pseudo_gradient()[_prefixed(name, "bias")]
         if not bool(torch.any(bias_grad != 0)):
             return (
                 f"no active neuron in layer {name!r}: dL/db1[j] = 0 for every j, so the "
                 "formula x = dL/dW1[j,:] / dL/db1[j] has no valid j (seed 000)"
+            )
+        numel = math.prod(update.input_shape)
+        if not is_first_layer(model, layer, numel):
+            return (
+                f"layer {name!r} (in_features={layer.in_features}) is not the model's first "
+                f"layer on the {numel}-dimensional input: the formula recovers its input "
+                "features exactly (attacks.analytic.recover_linear_input), not the client's data"
             )
         return None
 
@@ -118,40 +296,34 @@ class AnalyticAttack(Attack):
         """Recover the single input as ``dL/dW1[j, :] / dL/db1[j]`` (seed 000).
 
         ``device`` and ``seed`` are unused: the attack is closed-form and cheap on CPU.
+
+        Raises
+        ------
+        ValueError
+            If the first linear layer with bias does not see the model input.
         """
         assert isinstance(self.config, AnalyticConfig)
-        found = first_linear_with_bias(model)
-        if found is None:
-            raise ValueError("model has no nn.Linear layer with bias")
-        name, _ = found
-        pseudo = update.pseudo_gradient()
-        weight_grad = pseudo[_prefixed(name, "weight")].double()
-        bias_grad = pseudo[_prefixed(name, "bias")].double()
-        order = torch.argsort(bias_grad.abs(), descending=True, stable=True)
-        chosen = order[: self.config.top_k]
-        chosen = chosen[bias_grad[chosen] != 0]
-        if chosen.numel() == 0:
-            raise ValueError(f"no active neuron in layer {name!r} (seed 000's validity condition)")
-        db = bias_grad[chosen]
-        x = (db[:, None] * weight_grad[chosen]).sum(dim=0) / db.pow(2).sum()
-
-        dtype = update.global_params[_prefixed(name, "weight")].dtype
-        inputs = x.reshape(1, *update.input_shape).numpy().astype(dtype, copy=False)
+        recovery = recover_linear_input(model, update, top_k=self.config.top_k)
+        if not recovery.is_model_input:
+            raise ValueError(
+                f"layer {recovery.layer!r} is not the first layer: its input is not the data"
+            )
+        inputs = recovery.features.reshape(1, *update.input_shape)
         if update.disclosed_labels is not None:
             labels = np.asarray(update.disclosed_labels, dtype=np.int64)
         else:
             labels = infer_labels(model, update)
-        neuron = int(chosen[0].item())
         return Reconstruction(
             inputs=inputs,
             labels=labels,
             confidence=np.ones(1),
             iterations=0,
             details={
-                "layer": name,
-                "neuron": neuron,
-                "bias_grad": float(bias_grad[neuron].item()),
-                "neurons_used": int(chosen.numel()),
+                "layer": recovery.layer,
+                "neuron": recovery.neurons[0],
+                "bias_grad": recovery.bias_grads[0],
+                "neurons_used": len(recovery.neurons),
+                "neurons": ",".join(str(j) for j in recovery.neurons),
             },
         )
 
