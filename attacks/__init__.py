@@ -1,6 +1,6 @@
 """fedleak's gradient-inversion library: torch, numpy and scipy only.
 
-Importing the package registers every attack it ships (``analytic``, ``inverting_gradients``).
+Importing the package registers every attack it ships; :func:`available_attacks` lists them.
 """
 
 from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients
