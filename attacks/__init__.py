@@ -3,7 +3,7 @@
 Importing the package registers every attack it ships; :func:`available_attacks` lists them.
 """
 
-from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients
+from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients, spear
 from attacks.analytic import AnalyticAttack, AnalyticConfig
 from attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
 from attacks.direct_batch import DirectBatchAttack, DirectBatchConfig
@@ -11,6 +11,7 @@ from attacks.dlg import DLGAttack, DLGConfig
 from attacks.idlg import IDLGAttack, IDLGConfig
 from attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
 from attacks.registry import attack_class, available_attacks, create_attack, register_attack
+from attacks.spear import SpearAttack, SpearConfig
 from attacks.types import (
     AttackFailure,
     AttackOutcome,
@@ -43,6 +44,8 @@ __all__ = [
     "InvertingGradientsConfig",
     "LossName",
     "Reconstruction",
+    "SpearAttack",
+    "SpearConfig",
     "TrainingHyperparams",
     "TrainingMode",
     "analytic",
@@ -56,4 +59,5 @@ __all__ = [
     "idlg",
     "inverting_gradients",
     "register_attack",
+    "spear",
 ]
