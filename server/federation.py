@@ -132,8 +132,8 @@ def run_federation(
             last_round=fed.rounds,
             train_config=train_config,
             evaluate_fn=evaluator,
-            on_round_end=lambda server_round, arrays: save_checkpoint(
-                paths.root, server_round, arrays
+            on_round_end=lambda server_round, arrays: _checkpoint(
+                paths, server_round, arrays, pipeline
             ),
         )
         torch.save(final.to_torch_state_dict(), Path(paths.root) / "final_model.pt")
@@ -163,3 +163,11 @@ def _resume_state(
         stored = [u for r in range(1, start_round) for u in updates.load_round(r)]
         pipeline.resubmit(stored, done)
     return checkpoint.arrays
+
+
+def _checkpoint(
+    paths: RunPaths, server_round: int, arrays: ArrayRecord, pipeline: AttackPipeline
+) -> None:
+    """Checkpoint only once the round's updates are persisted (nothing lost on a crash)."""
+    pipeline.wait_until_persisted()
+    save_checkpoint(paths.root, server_round, arrays)

@@ -96,6 +96,8 @@ class AttackPipeline:
         )
         self._posted = 0
         self._handled = 0
+        self._rounds_posted = 0
+        self._rounds_persisted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name="fedleak-attack-pipeline", daemon=True
@@ -111,6 +113,7 @@ class AttackPipeline:
     def intercept(self, captured: CapturedRound) -> None:
         """Hand one round's replies to the pipeline; returns at once."""
         self._expected += len(captured.replies) * len(self.plan.names)
+        self._rounds_posted += 1
         self._post(captured)
 
     def reject(self, server_round: int, rejections: Sequence[Rejection]) -> None:
@@ -126,6 +129,15 @@ class AttackPipeline:
     def _post(self, item: CapturedRound | RejectedReplies | Resubmission) -> None:
         self._posted += 1
         self._inbox.append(item)
+
+    def wait_until_persisted(self) -> None:
+        """Block until every intercepted round's updates are in the update store.
+
+        Called before a round's checkpoint: a crash after the checkpoint must find the
+        round's updates on disk, so ``--resume`` can re-run its unfinished attacks.
+        """
+        while self._rounds_persisted < self._rounds_posted and self._thread.is_alive():
+            time.sleep(0.001)
 
     def wait_until_submitted(self) -> None:
         """Block until every intercepted round has been decoded and submitted (benchmarks)."""
@@ -236,6 +248,7 @@ class AttackPipeline:
     def _submit_round(self, captured: CapturedRound) -> None:
         try:
             jobs, unselected = self._jobs_for(captured)
+            self._rounds_persisted += 1
         except Exception as exc:  # a pipeline bug must cost rows with a reason, not the thread
             reason = f"pipeline error {type(exc).__name__}: {exc}"
             for reply in captured.replies:
