@@ -294,7 +294,7 @@ class DirectBatchAttack(Attack):
                 f"layer {chain[-1].name!r} is not a logit layer with bias over "
                 f"{update.num_classes} classes: eq. 8 divides by dL/db of the logits"
             )
-        if all(not bool(torch.any(g != 0)) for g in update.pseudo_gradient().values()):
+        if update.is_zero():
             return "the update is all zeros: eq. 8 has nothing to divide"
         return None
 

@@ -257,7 +257,7 @@ class DLGAttack(Attack):
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
         """Return why the attack cannot run, or ``None``: only an all-zero update stops it."""
-        if all(not bool(torch.any(g != 0)) for g in update.pseudo_gradient().values()):
+        if update.is_zero():
             return "the update is all zeros: there is no gradient to match"
         return None
 

@@ -97,6 +97,13 @@ class InterceptedUpdate:
     num_classes: int
     disclosed_labels: np.ndarray | None = None
 
+    def is_zero(self) -> bool:
+        """Whether the client sent back the global model unchanged (nothing to invert)."""
+        return all(
+            np.array_equal(self.client_params[name], value)
+            for name, value in self.global_params.items()
+        )
+
     def pseudo_gradient(self) -> OrderedDict[str, torch.Tensor]:
         """Return ``(global - client) / lr`` per parameter.
 
