@@ -14,6 +14,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.defense_mods import defense_mod
 from clients.training import train_locally
 from simulator import record_keys as keys
 from simulator.audit import AuditStore, GroundTruth
@@ -22,7 +23,7 @@ from simulator.experiment_data import cached_partitions, cached_splits, model_sp
 from simulator.hyperparams import hyperparams_from_config
 from simulator.models import build_model
 
-app = ClientApp()
+app = ClientApp(mods=[defense_mod])
 
 
 def _partition_of(context: Context) -> tuple[int, int]:
@@ -77,7 +78,12 @@ def train(msg: Message, context: Context) -> Message:
     model.load_state_dict(arrays.to_torch_state_dict())
 
     result = train_locally(
-        model, inputs, labels, hp, rng=_client_rng(setup.seed, server_round, partition_id)
+        model,
+        inputs,
+        labels,
+        hp,
+        rng=_client_rng(setup.seed, server_round, partition_id),
+        batch_labels=setup.batch_labels,
     )
     if setup.audit_dir is not None:
         AuditStore(Path(setup.audit_dir)).write(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 MODES = ("fedsgd", "fedavg")
 LOSSES = ("cross_entropy", "mse")
-DEFENSES = ("none",)
+BATCH_LABELS = ("random", "equal")
 POOL_BACKENDS = ("ray", "inprocess")
 QUEUE_POLICIES = ("wait", "skip")
 DEVICES = ("auto", "cpu", "cuda")

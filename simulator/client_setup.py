@@ -7,10 +7,10 @@ the architecture, the seed and, in evaluation mode, the audit store's location.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from simulator.config import ExperimentConfig
+from simulator.config import DefenseConfig, ExperimentConfig, defense_from_mapping
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class ClientSetup:
     model_init: str
     seed: int
     audit_dir: str | None
+    batch_labels: str = "random"
+    defense: dict[str, Any] = field(default_factory=dict)
+    """The experiment's :class:`DefenseConfig` as a dict (see :meth:`defense_config`)."""
 
     @classmethod
     def from_experiment(cls, cfg: ExperimentConfig, audit_dir: str | None) -> ClientSetup:
@@ -44,7 +47,13 @@ class ClientSetup:
             model_init=cfg.model.init,
             seed=cfg.seed,
             audit_dir=audit_dir if cfg.attack.audit else None,
+            batch_labels=cfg.federation.batch_labels,
+            defense=asdict(cfg.defense),
         )
+
+    def defense_config(self) -> DefenseConfig:
+        """The defenses this client applies to its update."""
+        return defense_from_mapping(self.defense)
 
     def to_json(self) -> str:
         """Serialise for the ConfigRecord."""

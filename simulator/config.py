@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.choices import (
-    DEFENSES,
+    BATCH_LABELS,
     DEVICES,
     LOSSES,
     MODES,
@@ -29,6 +29,9 @@ from simulator.choices import (
     accepted_partitioners,
     attack_requirements,
 )
+
+UPDATE_DEFENSES = ("prune", "dp", "quantize", "secagg")
+"""Defenses on the update, in the order a client applies them."""
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,8 @@ class FederationConfig:
     local_epochs: int = 1
     local_steps: int | None = None
     loss: str = "cross_entropy"
+    batch_labels: str = "random"
+    """``random`` batches, or ``equal``: every batch drawn from one label (seed 004's mixing)."""
     fraction_train: float = 1.0
     partitioner: str = "iid"
     alpha: float = 0.5
@@ -105,10 +110,69 @@ class AttackSelection:
 
 
 @dataclass(frozen=True)
-class DefenseConfig:
-    """Client-side defense; only ``none`` exists until the defenses land."""
+class DpSettings:
+    """Local differential privacy: clip each update to L2 norm ``clip``, add N(0, (noise*clip)^2).
 
-    name: str = "none"
+    Applied by Flower's ``LocalDpMod`` on the client to the whole update (all layers
+    flattened); ``noise`` is the noise multiplier sigma, ``delta`` the target of the
+    accountant that reports epsilon.
+    """
+
+    enabled: bool = False
+    clip: float = 1.0
+    noise: float = 0.01
+    delta: float = 1e-5
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """Top-k sparsification: the ``fraction`` of update entries with smallest magnitude set to 0."""
+
+    enabled: bool = False
+    fraction: float = 0.9
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """Uniform stochastic quantisation of each update tensor to ``bits`` bits (2^bits levels)."""
+
+    enabled: bool = False
+    bits: int = 8
+
+
+@dataclass(frozen=True)
+class SecAggSettings:
+    """Flower's SecAgg+: the server sees only the sum of the round's updates.
+
+    ``num_shares``: secret shares per client (SecAgg+'s neighbourhood; the number of clients
+    means plain SecAgg); ``reconstruction_threshold``: shares needed to unmask a dropped client.
+    """
+
+    enabled: bool = False
+    num_shares: int = 3
+    reconstruction_threshold: int = 2
+    clipping_range: float = 8.0
+    quantization_range: int = 4194304
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    """Client-side defenses, combinable (``defense=[dp,prune]``); each has an ``enabled`` flag.
+
+    They act on the update ``client - global`` in a fixed order: prune, dp, quantize (then
+    secagg masks what is left). Gradient mixing (seed 004) is a training recipe:
+    ``defense=mse_loss`` sets ``federation.loss=mse``, ``defense=equal_labels`` sets
+    ``federation.batch_labels=equal``.
+    """
+
+    dp: DpSettings = field(default_factory=DpSettings)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
+    secagg: SecAggSettings = field(default_factory=SecAggSettings)
+
+    def active(self) -> list[str]:
+        """Names of the enabled update defenses, in the order they are applied."""
+        return [name for name in UPDATE_DEFENSES if getattr(self, name).enabled]
 
 
 @dataclass(frozen=True)
@@ -249,7 +313,7 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *_choice("federation.mode", fed.mode, MODES),
         *_choice("federation.loss", fed.loss, LOSSES),
         *_choice("federation.partitioner", fed.partitioner, accepted_partitioners()),
-        *_choice("defense.name", cfg.defense.name, DEFENSES),
+        *_choice("federation.batch_labels", fed.batch_labels, BATCH_LABELS),
         *_choice("pool.backend", cfg.pool.backend, POOL_BACKENDS),
         *_choice("pool.when_full", cfg.pool.when_full, QUEUE_POLICIES),
         *_choice("device", cfg.device, DEVICES),
@@ -330,12 +394,59 @@ def _check_attack_params(cfg: ExperimentConfig) -> list[str]:
     return problems
 
 
+def _check_defenses(cfg: ExperimentConfig) -> list[str]:
+    dp, prune, quant, secagg = (
+        cfg.defense.dp,
+        cfg.defense.prune,
+        cfg.defense.quantize,
+        cfg.defense.secagg,
+    )
+    problems = [
+        *_positive("defense.dp.clip", dp.clip),
+        *_positive("defense.dp.noise", dp.noise, allow_zero=True),
+        *_positive("defense.secagg.clipping_range", secagg.clipping_range),
+        *_positive("defense.secagg.quantization_range", secagg.quantization_range),
+    ]
+    if not 0.0 < dp.delta < 1.0:
+        problems.append(f"defense.dp.delta: must be in (0, 1), got {dp.delta}")
+    if not 0.0 <= prune.fraction < 1.0:
+        problems.append(
+            f"defense.prune.fraction: the share of entries zeroed must be in [0, 1), "
+            f"got {prune.fraction}"
+        )
+    if not 1 <= quant.bits <= 32:
+        problems.append(f"defense.quantize.bits: must be in [1, 32], got {quant.bits}")
+    if secagg.enabled:
+        per_round = max(1, round(cfg.federation.num_clients * cfg.federation.fraction_train))
+        if not 2 <= secagg.num_shares <= per_round:
+            problems.append(
+                f"defense.secagg.num_shares: must be in [2, clients per round = {per_round}], "
+                f"got {secagg.num_shares}"
+            )
+        if not 1 <= secagg.reconstruction_threshold <= secagg.num_shares:
+            problems.append(
+                f"defense.secagg.reconstruction_threshold: must be in [1, num_shares = "
+                f"{secagg.num_shares}], got {secagg.reconstruction_threshold}"
+            )
+    return problems
+
+
 CHECKS: tuple[Check, ...] = (
     _check_choices,
     _check_ranges,
+    _check_defenses,
     _check_threat_model,
     _check_attack_params,
 )
+
+
+def defense_from_mapping(data: Mapping[str, Any]) -> DefenseConfig:
+    """Parse the ``defense`` part alone (a client receives only that); raises ConfigError."""
+    problems: list[str] = []
+    defense = _build(DefenseConfig, data, "defense.", problems)
+    if problems:
+        raise ConfigError(problems)
+    return typing.cast(DefenseConfig, defense)
 
 
 def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:

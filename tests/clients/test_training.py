@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -49,7 +50,7 @@ def test_fedavg_runs_k_steps_and_reports_its_partition_size() -> None:
 
 def test_fedavg_epochs_visit_every_sample_once_per_epoch() -> None:
     hp = TrainingHyperparams(mode="fedavg", lr=0.1, batch_size=6, local_steps=0, local_epochs=2)
-    steps = batch_schedule(20, hp, np.random.default_rng(0))
+    steps = batch_schedule(np.zeros(20, dtype=np.int64), hp, np.random.default_rng(0))
     assert [len(s) for s in steps] == [6, 6, 6, 2] * 2
     first, second = np.concatenate(steps[:4]), np.concatenate(steps[4:])
     assert sorted(first) == sorted(second) == list(range(20))
@@ -57,5 +58,33 @@ def test_fedavg_epochs_visit_every_sample_once_per_epoch() -> None:
 
 def test_batch_never_exceeds_the_partition() -> None:
     hp = TrainingHyperparams(mode="fedsgd", lr=0.1, batch_size=50, local_steps=1)
-    (batch,) = batch_schedule(7, hp, np.random.default_rng(0))
+    (batch,) = batch_schedule(np.zeros(7, dtype=np.int64), hp, np.random.default_rng(0))
     assert sorted(batch) == list(range(7))
+
+
+def test_equal_label_batches_hold_one_label_each() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2], dtype=np.int64)
+    rng = np.random.default_rng(3)
+    for hp in (
+        TrainingHyperparams(mode="fedsgd", lr=0.1, batch_size=4, local_steps=1),
+        TrainingHyperparams(mode="fedavg", lr=0.1, batch_size=3, local_steps=5),
+    ):
+        steps = batch_schedule(labels, hp, rng, batch_labels="equal")
+        assert all(len(set(labels[s])) == 1 and len(s) == hp.batch_size for s in steps)
+    hp = TrainingHyperparams(mode="fedavg", lr=0.1, batch_size=2, local_steps=0, local_epochs=1)
+    epoch = batch_schedule(labels, hp, rng, batch_labels="equal")
+    assert all(len(set(labels[s])) == 1 for s in epoch)
+    assert sorted(np.concatenate(epoch)) == list(range(len(labels)))
+
+
+def test_equal_label_batch_falls_back_to_the_largest_label() -> None:
+    labels = np.array([0, 1, 1, 2], dtype=np.int64)
+    hp = TrainingHyperparams(mode="fedsgd", lr=0.1, batch_size=4, local_steps=1)
+    (batch,) = batch_schedule(labels, hp, np.random.default_rng(0), batch_labels="equal")
+    assert sorted(batch) == [1, 2]
+
+
+def test_erroneous_batch_labels_is_refused() -> None:
+    hp = TrainingHyperparams(mode="fedsgd", lr=0.1, batch_size=1, local_steps=1)
+    with pytest.raises(ValueError, match="batch_labels"):
+        batch_schedule(np.zeros(3, dtype=np.int64), hp, np.random.default_rng(0), batch_labels="x")
