@@ -1,8 +1,9 @@
-"""End-of-run products, rebuilt from whatever rows exist: CSVs, summary table, image grids."""
+"""End-of-run products, rebuilt from whatever rows exist: CSVs, summary, grids, plots, HTML."""
 
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -160,12 +161,23 @@ def write_round_grid(
 
 
 def build_report(paths: RunPaths) -> str:
-    """Rebuild CSVs, image grids and ``summary.txt`` from the run's rows; return the table."""
+    """Rebuild CSVs, ``summary.txt``, image grids, plots and ``report.html``; return the table.
+
+    The rows' files come first, so a failure while drawing loses nothing recorded; a failing
+    plot or HTML page is reported on stderr and does not fail the run.
+    """
     records = read_leakage(paths.leakage_jsonl)
     write_csv(paths.leakage_csv, [asdict(r) for r in records])
     write_csv(paths.training_csv, read_jsonl_rows(paths.training_jsonl))
+    rows = summarise(records)
+    table = format_table(rows)
+    paths.summary.write_text(table + "\n", encoding="utf-8")
     for server_round in sorted({r.round for r in records}):
         write_round_grid(paths, server_round, records)
-    table = format_table(summarise(records))
-    paths.summary.write_text(table + "\n", encoding="utf-8")
+    try:
+        from simulator.html_report import write_html_report  # matplotlib only when drawing
+
+        write_html_report(paths, records, rows)
+    except Exception as exc:  # a drawing bug must not fail a finished run
+        print(f"fedleak: warning: report.html not written: {exc!r}", file=sys.stderr)
     return table

@@ -116,6 +116,17 @@ class RunPaths:
     def grids(self) -> Path:
         return self.root / "grids"
 
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    def plot_file(self, name: str) -> Path:
+        return self.plots / f"{name}.png"
+
     def reconstruction_file(self, server_round: int, node_id: int, attack: str) -> Path:
         return self.reconstructions / f"round_{server_round:04d}" / f"node_{node_id}_{attack}.npz"
 
