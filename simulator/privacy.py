@@ -12,10 +12,15 @@ relative to that sensitivity (Mironov 2017, RDP of the Gaussian mechanism:
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 
-from simulator.config import DpSettings
+import yaml
+
+from simulator.config import DpSettings, experiment_from_mapping
+from simulator.results import RunPaths, read_jsonl_rows
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,37 @@ def local_dp_budget(dp: DpSettings, rounds: int) -> PrivacyBudget:
 
         accountant = RDPAccountant()
         accountant.history = [(dp.noise / 2.0, 1.0, rounds)]
-        epsilon = float(accountant.get_epsilon(delta=dp.delta))
+        with warnings.catch_warnings():  # tiny noise: the optimum is Opacus' smallest order
+            warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha")
+            epsilon = float(accountant.get_epsilon(delta=dp.delta))
     return PrivacyBudget(
         epsilon=epsilon, delta=dp.delta, rounds=rounds, noise_multiplier=dp.noise, clip=dp.clip
+    )
+
+
+def run_privacy(paths: RunPaths) -> PrivacyBudget | None:
+    """The DP budget spent by a run so far (rounds with a training row); None without DP."""
+    if not paths.config.is_file():
+        return None
+    cfg = experiment_from_mapping(yaml.safe_load(paths.config.read_text(encoding="utf-8")))
+    if not cfg.defense.dp.enabled:
+        return None
+    rounds = {int(row["round"]) for row in read_jsonl_rows(paths.training_jsonl)} - {0}
+    return local_dp_budget(cfg.defense.dp, len(rounds))
+
+
+def write_run_privacy(paths: RunPaths) -> str:
+    """Write ``privacy.json`` for a DP run and return its summary line ('' without DP)."""
+    budget = run_privacy(paths)
+    if budget is None:
+        return ""
+    row = {
+        k: (None if isinstance(v, float) and math.isinf(v) else v)
+        for k, v in asdict(budget).items()
+    }
+    paths.privacy.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
+    return (
+        f"local DP: noise multiplier {budget.noise_multiplier:g}, clip {budget.clip:g}: "
+        f"epsilon {budget.epsilon:.4g} at delta {budget.delta:g} after {budget.rounds} "
+        f"round(s) per client ({budget.accountant})"
     )

@@ -12,6 +12,7 @@ import numpy as np
 
 from simulator.audit import AuditStore
 from simulator.metrics import match_samples
+from simulator.privacy import write_run_privacy
 from simulator.results import (
     STATUS_OK,
     LeakageRecord,
@@ -171,6 +172,9 @@ def build_report(paths: RunPaths) -> str:
     write_csv(paths.training_csv, read_jsonl_rows(paths.training_jsonl))
     rows = summarise(records)
     table = format_table(rows)
+    privacy_line = write_run_privacy(paths)
+    if privacy_line:
+        table += "\n" + privacy_line
     paths.summary.write_text(table + "\n", encoding="utf-8")
     for server_round in sorted({r.round for r in records}):
         write_round_grid(paths, server_round, records)

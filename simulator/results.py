@@ -101,6 +101,10 @@ class RunPaths:
         return self.root / "summary.txt"
 
     @property
+    def privacy(self) -> Path:
+        return self.root / "privacy.json"
+
+    @property
     def audit(self) -> Path:
         return self.root / "audit"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,3 +38,29 @@ def test_no_noise_is_no_privacy_and_no_rounds_is_no_spending() -> None:
     assert local_dp_budget(DpSettings(noise=1.0), 0).epsilon == 0.0
     with pytest.raises(ValueError, match="rounds"):
         local_dp_budget(DpSettings(noise=1.0), -1)
+
+
+def test_a_dp_run_reports_the_budget_of_its_completed_rounds(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from simulator.config import DefenseConfig, ExperimentConfig
+    from simulator.privacy import write_run_privacy
+    from simulator.results import RunPaths
+
+    paths = RunPaths(tmp_path)
+    cfg = ExperimentConfig(defense=DefenseConfig(dp=DpSettings(enabled=True, noise=3.0)))
+    paths.config.write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
+    rows = [{"round": r, "test_accuracy": 0.5} for r in (0, 1, 2)]
+    paths.training_jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    line = write_run_privacy(paths)
+    saved = json.loads(paths.privacy.read_text())
+    assert saved["rounds"] == 2
+    assert saved["epsilon"] == pytest.approx(local_dp_budget(cfg.defense.dp, 2).epsilon)
+    assert "epsilon" in line
+
+    plain = ExperimentConfig()
+    paths.config.write_text(yaml.safe_dump(plain.to_dict()), encoding="utf-8")
+    paths.privacy.unlink()
+    assert write_run_privacy(paths) == "" and not paths.privacy.exists()
