@@ -15,6 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from clients.defense_mods import defense_mod
+from clients.secagg_mods import secagg_mod
 from clients.training import train_locally
 from simulator import record_keys as keys
 from simulator.audit import AuditStore, GroundTruth
@@ -23,7 +24,7 @@ from simulator.experiment_data import cached_partitions, cached_splits, model_sp
 from simulator.hyperparams import hyperparams_from_config
 from simulator.models import build_model
 
-app = ClientApp(mods=[defense_mod])
+app = ClientApp(mods=[secagg_mod, defense_mod])  # SecAgg+ masks what the defenses left
 
 
 def _partition_of(context: Context) -> tuple[int, int]:

@@ -18,6 +18,8 @@ from server.pool import create_pool
 from server.recorder import LeakageRecorder
 from server.reproducible import ReproducibleStrategy
 from server.rounds import run_rounds
+from server.secagg_federation import run_secagg_federation
+from server.secagg_strategy import CuriousSecAggStrategy
 from server.strategy import CuriousStrategy
 from server.update_store import UpdateStore
 from server.validation import ValidatingStrategy
@@ -36,13 +38,17 @@ console = Console(highlight=False, soft_wrap=True)
 
 def run_federation(
     grid: Grid, cfg: ExperimentConfig, paths: RunPaths, start_round: int = 1
-) -> CuriousStrategy:
+) -> CuriousStrategy | CuriousSecAggStrategy:
     """Train rounds ``start_round..cfg.federation.rounds``, attack every update, report.
 
     From ``start_round > 1`` (``fedleak run --resume``) the global model comes from the
     run's checkpoint, and attacks of earlier rounds that never produced a row run again
     from the intercepted updates kept on disk. Returns the curious strategy (counters).
+    With ``defense.secagg`` the run goes through Flower's SecAgg+ workflow instead
+    (:mod:`server.secagg_federation`): only each round's aggregate is attacked.
     """
+    if cfg.defense.secagg.enabled:
+        return run_secagg_federation(grid, cfg, paths, start_round)
     splits = cached_splits(
         cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from attacks.types import AttackFailure, Reconstruction
 from server.pool.jobs import AttackResult
+from simulator import record_keys as keys
 from simulator.audit import AuditStore
 from simulator.metrics import compute_leakage
 from simulator.results import STATUS_OK, JsonlAppender, LeakageRecord, RunPaths
@@ -31,6 +33,7 @@ class LeakageRecorder:
         self.paths = paths
         self.audit = audit
         self.records: list[LeakageRecord] = []
+        self._aggregated: dict[int, int] = {}  # round -> clients in its secure aggregate
         self._lock = threading.Lock()
         self._jsonl = JsonlAppender(paths.leakage_jsonl)
 
@@ -46,13 +49,13 @@ class LeakageRecorder:
             worker=result.worker,
             device=result.device,
             attack_time_s=result.outcome.wall_time_s,
+            details=self._target_details(server_round, node_id),
         )
 
     def _measure(self, result: AttackResult, recon: Reconstruction) -> LeakageRecord:
         server_round, node_id, attack = result.job.key
-        base = replace(
-            self._base(result, STATUS_OK), iterations=recon.iterations, details=dict(recon.details)
-        )
+        base = self._base(result, STATUS_OK)
+        base = replace(base, iterations=recon.iterations, details={**base.details, **recon.details})
         if self.audit is None or not self.audit.has(server_round, node_id):
             return replace(base, reason="no ground truth (audit disabled)")
         truth = self.audit.read(server_round, node_id)
@@ -79,12 +82,34 @@ class LeakageRecorder:
             return -1
         return self.audit.read(server_round, node_id).partition_id
 
+    def _target_details(self, server_round: int, node_id: int) -> dict[str, Any]:
+        if node_id != keys.AGGREGATE_NODE_ID or server_round not in self._aggregated:
+            return {}
+        clients = self._aggregated[server_round]
+        return {"target": f"secure aggregate of {clients} clients", "aggregated_clients": clients}
+
+    def register_aggregate(self, server_round: int, node_ids: Sequence[int]) -> None:
+        """Announce that ``node_ids``' updates of a round reach the server only as a sum.
+
+        Its rows carry ``node_id`` :data:`~simulator.record_keys.AGGREGATE_NODE_ID`,
+        ``client`` -1 and ``details["target"]``. The auditor writes the union of those
+        clients' samples to the audit store under that node id (once, before the round's
+        attacks are submitted), so matching compares a reconstruction with all of them.
+        """
+        self._aggregated[server_round] = len(node_ids)
+        if self.audit is not None and any(self.audit.has(server_round, n) for n in node_ids):
+            union = self.audit.union(server_round, node_ids)
+            self.audit.write(server_round, keys.AGGREGATE_NODE_ID, union)
+
     def record_failure(
         self, server_round: int, node_id: int, attack: str, status: str, reason: str
     ) -> LeakageRecord:
         """Record an attack that never ran (e.g. a malformed update)."""
         client = self._client_of(server_round, node_id)
-        return self._append(LeakageRecord(server_round, node_id, attack, status, reason, client))
+        details = self._target_details(server_round, node_id)
+        return self._append(
+            LeakageRecord(server_round, node_id, attack, status, reason, client, details=details)
+        )
 
     def record(self, result: AttackResult) -> LeakageRecord:
         """Measure and append one row; a measuring error is itself a recorded failure."""

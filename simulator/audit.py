@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,22 @@ class AuditStore:
     def has(self, server_round: int, node_id: int) -> bool:
         """Whether a record exists."""
         return self.path(server_round, node_id).is_file()
+
+    def union(self, server_round: int, node_ids: Iterable[int]) -> GroundTruth:
+        """The samples of ``node_ids`` in one round, concatenated in node-id order.
+
+        The ground truth of a sum of updates (secure aggregation) is every sample behind
+        it; nodes without a record are left out. ``partition_id`` is -1: no one client.
+
+        Raises
+        ------
+        FileNotFoundError
+            If none of the nodes has a record of that round.
+        """
+        ids = sorted(node_ids)
+        found = [self.read(server_round, n) for n in ids if self.has(server_round, n)]
+        if not found:
+            raise FileNotFoundError(f"no audit record of round {server_round} for nodes {ids}")
+        return GroundTruth(
+            np.concatenate([t.inputs for t in found]), np.concatenate([t.labels for t in found])
+        )

@@ -423,6 +423,11 @@ def _check_defenses(cfg: ExperimentConfig) -> list[str]:
                 f"defense.secagg.num_shares: must be in [2, clients per round = {per_round}], "
                 f"got {secagg.num_shares}"
             )
+        elif secagg.num_shares == 2 < per_round:
+            problems.append(
+                "defense.secagg.num_shares: Flower's SecAgg+ needs 3 or more shares, or "
+                f"every client of the round ({per_round}), got 2"
+            )
         if not 1 <= secagg.reconstruction_threshold <= secagg.num_shares:
             problems.append(
                 f"defense.secagg.reconstruction_threshold: must be in [1, num_shares = "

@@ -20,6 +20,14 @@ LOCAL_STEPS = "local-steps"
 LOSS = "loss"
 CLIENT_SETUP = "fedleak-client-setup"
 """JSON of :class:`simulator.client_setup.ClientSetup`: data set, model, seed, audit store."""
+ARRAY_NAMES = "fedleak-array-names"
+"""JSON list of the model's state-dict names in order (secure aggregation only): Flower's
+legacy ``Parameters``, which SecAgg+ uses, carry the arrays without their names."""
+
+# --- node id of the round's aggregate (secure aggregation: the server sees nothing else) ---
+AGGREGATE_NODE_ID = 0
+"""Reserved ``node_id`` of rows and updates that are a round's secure aggregate; Flower never
+assigns 0 to a node (its link state excludes it, as it does the SuperLink's id 1)."""
 
 # --- node_config entries (set by Flower's simulation, or by --node-config in deployment) ---
 PARTITION_ID = "partition-id"

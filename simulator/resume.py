@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from simulator.checkpoint import load_checkpoint
-from simulator.config import ExperimentConfig, experiment_from_mapping
+from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
 from simulator.results import RunPaths
 
 
@@ -47,11 +47,20 @@ def prepare_resume(run_dir: Path) -> tuple[ExperimentConfig, RunPaths, int]:
     ------
     FileNotFoundError
         When ``run_dir`` has no ``config.yaml``.
+    ConfigError
+        When the run used ``defense.secagg`` (no checkpoints to resume from).
     """
     paths = RunPaths(Path(run_dir).resolve())
     if not paths.config.is_file():
         raise FileNotFoundError(f"{paths.root} has no config.yaml: not a fedleak run directory")
     cfg = experiment_from_mapping(yaml.safe_load(paths.config.read_text(encoding="utf-8")))
+    if cfg.defense.secagg.enabled:
+        raise ConfigError(
+            [
+                "defense.secagg: a secure-aggregation run cannot be resumed (Flower's SecAgg+ "
+                "workflow starts at round 1 and keeps no checkpoints); start it again"
+            ]
+        )
     checkpoint = load_checkpoint(paths.root)
     done = checkpoint.server_round if checkpoint is not None else 0
     _keep_rows_through(paths.leakage_jsonl, done)
