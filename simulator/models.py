@@ -184,6 +184,12 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """Softmax regression: one dense layer (seed 004's "single linear dense layer")."""
+    del act  # no hidden layer, nothing to activate
+    return nn.Sequential(nn.Flatten(), nn.Linear(_numel(spec.input_shape), spec.num_classes))
+
+
 def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     width = spec.width or 100
     return nn.Sequential(
@@ -254,6 +260,7 @@ def _resnet18(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     return model
 
 
+register_model("linear", _linear)
 register_model("mlp", _mlp)
 register_model("fcnn", _fcnn)
 register_model("lenet", _lenet, default_activation="sigmoid")

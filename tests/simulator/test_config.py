@@ -67,6 +67,15 @@ def test_overrides_reach_the_typed_config() -> None:
             ["test_needs_labels", "requires", "labels", "attack.disclose"],
         ),
         (["dataset=imagenet"], ["dataset", "'imagenet'", "digits"]),
+        (["defense=dpsgd"], ["defense", "'dpsgd'", "dp", "prune", "secagg"]),
+        (["defense.prune.fraction=1.0"], ["defense.prune.fraction", "[0, 1)"]),
+        (["defense.dp.delta=0"], ["defense.dp.delta", "(0, 1)"]),
+        (["defense.quantize.bits=0"], ["defense.quantize.bits", "[1, 32]"]),
+        (
+            ["defense=secagg", "defense.secagg.num_shares=5"],
+            ["num_shares", "clients per round = 4"],
+        ),
+        (["federation.batch_labels=sorted"], ["federation.batch_labels", "equal", "random"]),
     ],
 )
 def test_erroneous_config_names_the_key(overrides: list[str], expected: list[str]) -> None:
@@ -95,3 +104,12 @@ def test_erroneous_config_exits_nonzero_before_running(
     err = capsys.readouterr().err
     assert "federation.rounds" in err and "must be > 0" in err
     assert not any(tmp_path.iterdir())  # type: ignore[attr-defined]  # nothing was started
+
+
+def test_defenses_combine_and_mixing_options_set_the_recipe() -> None:
+    cfg = load_experiment(["defense=[prune,dp,mse_loss,equal_labels]", "defense.dp.noise=0.5"])
+    assert cfg.defense.active() == ["prune", "dp"]
+    assert cfg.defense.dp.noise == 0.5
+    assert cfg.federation.loss == "mse" and cfg.federation.batch_labels == "equal"
+    plain = load_experiment(["defense=none", "defense.dp.noise=0.5"])
+    assert plain.defense.active() == [] and plain.federation.loss == "cross_entropy"
