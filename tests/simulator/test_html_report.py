@@ -88,7 +88,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> RunPaths:
         _row(2, 5, "analytic", 130.0),
         _row(2, 6, "analytic", math.nan, status="failed", reason="<b>boom</b> & more"),
     ]
-    training = [
+    training: list[dict[str, object]] = [
         {"round": 0, "train_loss": None, "test_loss": 2.3, "test_accuracy": 0.1},
         {"round": 1, "train_loss": 2.2, "test_loss": 2.1, "test_accuracy": 0.4},
         {"round": 2, "train_loss": 1.9, "test_loss": 1.8, "test_accuracy": 0.6},
