@@ -29,6 +29,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.simulation import run_in_simulation
 
     start_round = 1
+    if args.multirun:
+        if args.resume is not None:
+            return _error("--resume resumes one run; it does not combine with -m", 2)
+        from simulator.sweep import multirun
+
+        return multirun(args.overrides, verbose=args.verbose)
     try:
         if args.resume is not None:
             if args.overrides:
@@ -38,6 +44,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 )
             cfg, paths, start_round = prepare_resume(Path(args.resume))
         else:
+            from simulator.sweep import sweep_overrides
+
+            if sweeps := sweep_overrides(args.overrides):
+                return _error(
+                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
+                    "every combination: fedleak run -m " + " ".join(args.overrides),
+                    exit_codes.CONFIG_ERROR,
+                )
             cfg = load_experiment(args.overrides)
     except ConfigError as exc:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
@@ -100,6 +114,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _cmd_sweep_report(args: argparse.Namespace) -> int:
+    from simulator.sweep_summary import build_sweep_report
+
+    sweep_dir = Path(args.sweep_dir)
+    if not any(sweep_dir.glob("job-*/job.json")):
+        return _error(f"{sweep_dir} is not a fedleak sweep directory", exit_codes.RUN_DIR_INVALID)
+    print(build_sweep_report(sweep_dir))
+    return exit_codes.OK
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     try:
         cfg = load_experiment(args.overrides)
@@ -119,7 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a killed run from its last completed round"
     )
+    run.add_argument(
+        "-m", "--multirun", action="store_true", help="sweep: run every combination (a=1,2 b=x,y)"
+    )
     run.set_defaults(func=_cmd_run)
+    sweep_report = sub.add_parser("sweep-report", help="rebuild the summary of a sweep directory")
+    sweep_report.add_argument("sweep_dir")
+    sweep_report.set_defaults(func=_cmd_sweep_report)
     report = sub.add_parser("report", help="rebuild the summary, CSVs and grids of a run directory")
     report.add_argument("run_dir")
     report.set_defaults(func=_cmd_report)

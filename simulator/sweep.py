@@ -1,0 +1,318 @@
+"""Hydra multirun sweeps: expand, validate every combination, run each, summarise.
+
+``fedleak run -m defense=none,dp defense.dp.noise=0.01,0.1 seed=0,1,2`` expands the
+overrides the way Hydra's ``BasicSweeper`` does (cartesian product of the sweep overrides,
+in command-line order), composes and validates every combination before any runs, drops
+combinations whose effective experiment repeats an earlier one (settings of a disabled
+defense do not matter), and runs each remaining one as an ordinary ``fedleak run`` in its own
+process, so every run initialises and shuts down Ray and Flower on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulator.config import UPDATE_DEFENSES, ConfigError, ExperimentConfig
+
+SEED_KEY = "seed"
+PLACEMENT_KEYS = ("output_dir",)
+"""Where a run is written, not what it is: a sweep sets it per job."""
+JOB_FILE = "job.json"
+SWEEP_FILE = "sweep.json"
+
+Launcher = Callable[[list[str], Path], int]
+"""Runs one experiment from its overrides, writing its logs into the job directory; exit code."""
+
+
+def _parse(overrides: Sequence[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return list(OverridesParser.create().parse_overrides(list(overrides)))
+    except HydraException as exc:
+        raise ConfigError([f"overrides {list(overrides)}: {str(exc).splitlines()[0]}"]) from exc
+
+
+def sweep_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that sweep (``a=1,2``, ``range(...)``, ``choice(...)``); [] if unparsable."""
+    try:
+        return [o.input_line for o in _parse(overrides) if o.is_sweep_override()]
+    except ConfigError:
+        return []
+
+
+def expand_overrides(overrides: Sequence[str]) -> list[list[str]]:
+    """All combinations of ``overrides``, as Hydra's ``BasicSweeper`` orders them.
+
+    A later override of the same key replaces an earlier one. List values such as
+    ``defense=[dp,prune]`` are one value; ``defense=[dp,prune],[none]`` sweeps two lists.
+
+    Raises
+    ------
+    ConfigError
+        For unparsable overrides and sweeps that cannot be enumerated (``interval``, ``glob``).
+    """
+    choices: dict[str, list[str]] = {}
+    problems = []
+    for override in _parse(overrides):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices[key] = [override.input_line]
+        elif not override.is_discrete_sweep() or "GLOB" in str(override.value_type):
+            problems.append(
+                f"{override.input_line}: {override.value_type.name} cannot be enumerated; "
+                "use a list a,b,c or range(start,stop[,step])"
+            )
+        else:
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+    if problems:
+        raise ConfigError(problems)
+    return [list(combo) for combo in itertools.product(*choices.values())]
+
+
+def effective_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``cfg`` minus what cannot change the run: disabled defenses' and unused attacks' settings."""
+    data = cfg.to_dict()
+    for key in PLACEMENT_KEYS:
+        data.pop(key)
+    for name, settings in data["defense"].items():
+        if not settings["enabled"]:
+            data["defense"][name] = {"enabled": False}
+    data["attack"]["params"] = {
+        k: v for k, v in data["attack"]["params"].items() if k in cfg.attack.names
+    }
+    return data
+
+
+def _relevant(override: str, cfg: ExperimentConfig) -> bool:
+    """False for placement and for an override that sets a disabled defense or an unused attack."""
+    parts = override.split("=", 1)[0].lstrip("+~").split(".")
+    if parts[0] in PLACEMENT_KEYS:
+        return False
+    if len(parts) >= 3 and parts[0] == "defense" and parts[1] in UPDATE_DEFENSES:
+        return bool(getattr(cfg.defense, parts[1]).enabled)
+    if len(parts) >= 3 and parts[:2] == ["attack", "params"]:
+        return parts[2] in cfg.attack.names
+    return True
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """One combination to run: its overrides and what identifies its setting."""
+
+    index: int
+    overrides: list[str]
+    seed: int
+    setting: list[str]
+    """The overrides that matter, minus ``seed``: runs differing only in seed share it."""
+    cfg: ExperimentConfig
+
+
+@dataclass
+class SweepPlan:
+    """Validated combinations to run, and those dropped as repeats of an earlier one."""
+
+    overrides: list[str]
+    jobs: list[SweepJob] = field(default_factory=list)
+    dropped: list[tuple[list[str], int]] = field(default_factory=list)
+    """(overrides, index of the job whose experiment it repeats)."""
+
+
+def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
+    """Expand, compose and validate every combination; drop repeats.
+
+    Raises
+    ------
+    ConfigError
+        One error listing every combination that does not compose or validate, with its
+        problems, before anything runs.
+    """
+    from simulator.compose import load_experiment
+
+    combos = expand_overrides(overrides)
+    plan = SweepPlan(overrides=list(overrides))
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for combo in combos:
+        try:
+            cfg = load_experiment(combo)
+        except ConfigError as exc:
+            problems.append(f"[{' '.join(combo)}]: " + "; ".join(exc.problems))
+            continue
+        key = json.dumps(effective_experiment(cfg), sort_keys=True, default=str)
+        if key in seen:
+            plan.dropped.append((combo, seen[key]))
+            continue
+        seen[key] = len(plan.jobs)
+        setting = [
+            o for o in combo if o.split("=", 1)[0].lstrip("+~") != SEED_KEY and _relevant(o, cfg)
+        ]
+        plan.jobs.append(SweepJob(len(plan.jobs), combo, cfg.seed, setting, cfg))
+    if problems:
+        raise ConfigError(
+            [f"{len(problems)} of {len(combos)} sweep combinations are invalid:", *problems]
+        )
+    return plan
+
+
+def _quote(value: str) -> str:
+    """A Hydra-safe quoted string (paths may hold characters the grammar reserves)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def subprocess_launcher(verbose: bool = False) -> Launcher:
+    """Run ``fedleak run`` in a child process; its output goes to ``<job dir>/run.log``."""
+
+    def launch(overrides: list[str], job_dir: Path) -> int:
+        code = "import sys; sys.argv[0] = 'fedleak'; from simulator.cli import console_main; "
+        command = [sys.executable, "-c", code + "console_main()", "run", *overrides]
+        if verbose:
+            command.append("--verbose")
+        with (job_dir / "run.log").open("w", encoding="utf-8") as log:
+            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+
+    return launch
+
+
+def write_job(job_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``job.json`` atomically (a killed sweep leaves the previous version)."""
+    tmp = job_dir / (JOB_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(job_dir / JOB_FILE)
+
+
+def create_sweep_dir(plan: SweepPlan, now: dt.datetime | None = None) -> Path:
+    """``<output_dir>/<name>/sweep-<timestamp>/`` of the first job, with ``sweep.json``."""
+    first = plan.jobs[0].cfg
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S-%f")
+    root = Path(first.output_dir).resolve() / first.name / f"sweep-{stamp}"
+    root.mkdir(parents=True, exist_ok=False)
+    record = {
+        "overrides": plan.overrides,
+        "jobs": [job.overrides for job in plan.jobs],
+        "dropped": [{"overrides": o, "same_as_job": i} for o, i in plan.dropped],
+    }
+    (root / SWEEP_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return root
+
+
+def run_sweep(
+    plan: SweepPlan,
+    sweep_dir: Path,
+    launcher: Launcher | None = None,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Run every job into ``sweep_dir/job-NNN/``, past failures; return the failed count.
+
+    ``job.json`` records each job's overrides, setting and seed before it starts and its
+    status, exit code and run directory when it ends; the run directory is the one
+    ``fedleak run`` creates under the job directory (``output_dir`` points there).
+    """
+    from simulator.sweep_summary import dp_epsilon
+
+    launch = launcher or subprocess_launcher()
+    log = log or (lambda line: print(line, flush=True))
+    failed = 0
+    for job in plan.jobs:
+        job_dir = sweep_dir / f"job-{job.index:03d}"
+        job_dir.mkdir()
+        record: dict[str, Any] = {
+            "index": job.index,
+            "overrides": job.overrides,
+            "setting": job.setting,
+            "seed": job.seed,
+            "epsilon": dp_epsilon(job.cfg),
+            "status": "running",
+        }
+        write_job(job_dir, record)
+        start = time.monotonic()
+        try:
+            code = launch([*job.overrides, f"output_dir={_quote(str(job_dir))}"], job_dir)
+        except KeyboardInterrupt:
+            write_job(job_dir, {**record, "status": "interrupted", "exit_code": None})
+            raise
+        runs = sorted(p.parent for p in job_dir.glob("*/*/config.yaml"))
+        record.update(
+            status="ok" if code == 0 else "failed",
+            exit_code=code,
+            run_dir=str(runs[-1].relative_to(sweep_dir)) if runs else None,
+            elapsed_s=round(time.monotonic() - start, 1),
+        )
+        write_job(job_dir, record)
+        failed += code != 0
+        log(
+            f"sweep: [{job.index + 1}/{len(plan.jobs)}] {' '.join(job.overrides)} -> "
+            f"{record['status']}"
+            + (f" (exit {code}, see {job_dir / 'run.log'})" if code else "")
+            + f" in {record['elapsed_s']:.0f} s"
+        )
+    return failed
+
+
+def _preflight_all(plan: SweepPlan) -> tuple[str, int] | None:
+    """Data set and environment checks of every job, before the first runs: (message, code)."""
+    from simulator import exit_codes
+    from simulator.datasets import DatasetUnavailableError
+    from simulator.experiment_data import cached_splits
+    from simulator.preflight import PreflightError, preflight
+
+    for job in plan.jobs:
+        cfg, data = job.cfg, job.cfg.dataset
+        try:
+            cached_splits(data.name, data.data_dir, cfg.seed, data.test_fraction)
+            preflight(cfg)
+        except DatasetUnavailableError as exc:
+            return f"[{' '.join(job.overrides)}]: {exc}", exit_codes.DATASET_UNAVAILABLE
+        except PreflightError as exc:
+            return f"[{' '.join(job.overrides)}]: {exc}", exc.exit_code
+    return None
+
+
+def multirun(overrides: Sequence[str], verbose: bool = False) -> int:
+    """``fedleak run -m``: plan, check, run every job, print the summary; the exit code.
+
+    2 when any combination is invalid (nothing runs), 1 when any run failed (the summary
+    is still written), 130 when interrupted (the summary of what finished is written).
+    """
+    from simulator import exit_codes
+    from simulator.sweep_summary import build_sweep_report
+
+    def error(message: str, code: int) -> int:
+        print(f"fedleak: error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        plan = plan_sweep(overrides)
+    except ConfigError as exc:
+        return error(str(exc), exit_codes.CONFIG_ERROR)
+    problem = _preflight_all(plan)
+    if problem is not None:
+        return error(*problem)
+    sweep_dir = create_sweep_dir(plan)
+    for combo, same_as in plan.dropped:
+        print(
+            f"sweep: skipping [{' '.join(combo)}]: same experiment as "
+            f"[{' '.join(plan.jobs[same_as].overrides)}] (settings of disabled defenses "
+            "do not matter)"
+        )
+    print(f"fedleak: sweep of {len(plan.jobs)} runs -> {sweep_dir}", flush=True)
+    try:
+        failed = run_sweep(plan, sweep_dir, subprocess_launcher(verbose))
+    except KeyboardInterrupt:
+        print(build_sweep_report(sweep_dir))
+        return error(f"sweep interrupted; the runs so far are summarised in {sweep_dir}", 130)
+    print(build_sweep_report(sweep_dir))
+    print(f"fedleak: sweep summary in {sweep_dir} (rebuild: fedleak sweep-report {sweep_dir})")
+    if failed:
+        return error(f"{failed} of {len(plan.jobs)} runs failed; see the summary", 1)
+    return exit_codes.OK
