@@ -27,12 +27,15 @@ from simulator.config import (
     DefenseConfig,
     ExperimentConfig,
     PoolConfig,
+    PruneSettings,
     SecAggSettings,
     experiment_from_mapping,
 )
+from simulator.experiment_data import initial_model
 from simulator.results import LeakageRecord, RunPaths, read_leakage
 from simulator.resume import prepare_resume
 from tests.flower_harness import LocalGrid
+from tests.server.conftest import model_spec
 
 CLIENTS, ROUNDS, BATCH = 3, 2, 2
 
@@ -123,6 +126,28 @@ def test_secagg_trains_the_model_plain_fedavg_trains(runs: tuple[RunPaths, RunPa
     assert [r["round"] for r in secure_log] == [r["round"] for r in plain_log] == [0, 1, 2]
     for a, b in zip(plain_log[1:], secure_log[1:], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+
+
+def test_client_defenses_act_before_secagg_masks(tmp_path: Path) -> None:
+    """Pruning 90% of the update, then SecAgg+, trains what pruning alone trains."""
+    base = replace(
+        ExperimentConfig(output_dir=str(tmp_path)),
+        federation=replace(ExperimentConfig().federation, num_clients=CLIENTS, rounds=1),
+        attack=AttackSelection(names=["analytic"]),
+        pool=PoolConfig(backend="inprocess"),
+    )
+    prune = PruneSettings(enabled=True, fraction=0.9)
+    models = []
+    for name, secagg in (("plain", False), ("secagg", True)):
+        defense = DefenseConfig(prune=prune, secagg=SecAggSettings(enabled=secagg))
+        paths = _run(replace(base, defense=defense), tmp_path / name)
+        models.append(torch.load(Path(paths.root) / "final_model.pt"))
+    initial = initial_model(model_spec(base), base.seed).state_dict()
+    pruned, secure = models
+    for name, value in pruned.items():
+        torch.testing.assert_close(secure[name], value, rtol=0, atol=1e-4)
+    changed = sum(int(((pruned[n] - initial[n]).abs() > 1e-6).sum()) for n in initial)
+    assert 0 < changed <= 0.1 * CLIENTS * sum(v.numel() for v in initial.values())
 
 
 def _fit_message(arrays: dict[str, np.ndarray], config: dict[str, str | int]) -> RecordDict:
