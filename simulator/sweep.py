@@ -167,7 +167,7 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
 
 def _quote(value: str) -> str:
     """A Hydra-safe quoted string (paths may hold characters the grammar reserves)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def subprocess_launcher(verbose: bool = False) -> Launcher:

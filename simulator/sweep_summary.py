@@ -218,8 +218,9 @@ def _notes(sweep_dir: Path, results: list[RunResult]) -> list[str]:
     common = common_overrides(_load_jobs(sweep_dir))
     notes = [f"every setting: {' '.join(common)}"] if common else []
     notes += [
-        f"failed: job-{r.job:03d} [{r.overrides}] exit {r.exit_code} "
-        f"(log: {sweep_dir / f'job-{r.job:03d}' / 'run.log'})"
+        f"{r.status}: job-{r.job:03d} [{r.overrides}]"
+        + ("" if r.exit_code is None else f" exit {r.exit_code}")
+        + f" (log: {sweep_dir / f'job-{r.job:03d}' / 'run.log'})"
         for r in results
         if r.status != "ok"
     ]
