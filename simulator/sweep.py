@@ -241,6 +241,9 @@ def run_sweep(
         except KeyboardInterrupt:
             write_job(job_dir, {**record, "status": "interrupted", "exit_code": None})
             raise
+        except Exception as exc:  # the launcher itself broke: record it, go on
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            code = 1
         runs = sorted(p.parent for p in job_dir.glob("*/*/config.yaml"))
         record.update(
             status="ok" if code == 0 else "failed",

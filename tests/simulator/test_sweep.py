@@ -236,3 +236,12 @@ def test_sweep_runs_past_a_failed_run_and_records_it(tmp_path: Path) -> None:
 
 def test_erroneous_sweep_report_dir(tmp_path: Path) -> None:
     assert main(["sweep-report", str(tmp_path)]) == exit_codes.RUN_DIR_INVALID
+
+
+def test_erroneous_launcher_is_recorded_as_a_failed_run(tmp_path: Path) -> None:
+    def launcher(overrides: list[str], job_dir: Path) -> int:
+        raise OSError("no such interpreter")
+
+    assert run_sweep(plan_sweep(["seed=0"]), tmp_path, launcher, log=lambda line: None) == 1
+    job = json.loads((tmp_path / "job-000" / "job.json").read_text())
+    assert (job["status"], job["error"]) == ("failed", "OSError: no such interpreter")
