@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -189,7 +190,16 @@ def _requirement_rows(names: Iterable[object], disclose: set[str]) -> list[tuple
     return rows
 
 
-def _threat_model(config: Mapping[str, Any]) -> str:
+def _privacy_budget(paths: RunPaths) -> str:
+    """``privacy.json`` (the DP budget a run spent), when the run wrote one."""
+    try:
+        budget = json.loads(paths.privacy.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return "<h3>Privacy budget spent (local DP)</h3>" + _tree(budget)
+
+
+def _threat_model(config: Mapping[str, Any], paths: RunPaths) -> str:
     attack = _group(config, "attack")
     hyper = _settings(_group(config, "federation"), HYPERPARAMETER_KEYS)
     policy = _settings(attack, ("rounds", "client_fraction", "client_ids"))
@@ -212,6 +222,7 @@ def _threat_model(config: Mapping[str, Any]) -> str:
         "<ul>" + "".join(f"<li><code>{esc(d)}</code></li>" for d in defenses) + "</ul>"
         if defenses
         else "<p>none: clients send their plain updates</p>",
+        _privacy_budget(paths),
         f"<h3>Which updates are attacked</h3><p><code>{esc(policy)}</code></p>",
         "<h3>Ground truth</h3><p>",
         "clients write the samples they used to the audit store, read only by the auditor "
@@ -316,7 +327,7 @@ def render_html(
             plots, [(ACCURACY_PLOT, "Accuracy and loss per round")], "no accuracy recorded"
         ),
         "gallery": _gallery(paths, records),
-        "threat-model": _threat_model(config),
+        "threat-model": _threat_model(config, paths),
         "config": (_tree(config) if config else '<p class="muted">config.yaml missing</p>')
         + "<details><summary>config.yaml</summary><pre>"
         + esc(paths.config.read_text(encoding="utf-8") if paths.config.is_file() else "")

@@ -198,7 +198,11 @@ def test_threat_model_names_unknown_attacks_and_disclosures(tmp_path: Path) -> N
     config = _config()
     config["attack"] = {"names": ["no_such_attack"], "disclose": ["labels"]}
     page = render_html(_run_dir(tmp_path, [], [], config), [], [], {})
-    assert "unknown (not registered here)" in page
+    assert "unknown (not registered here)" in page and "Privacy budget" not in page
+    paths = RunPaths(tmp_path)
+    paths.privacy.write_text(json.dumps({"epsilon": 12.5, "delta": 1e-5}))
+    page = render_html(paths, [], [], {})
+    assert "<h3>Privacy budget spent (local DP)</h3>" in page and "12.5" in page
     assert "<h3>Disclosed beyond a plain Flower server</h3><p><code>labels</code>" in page
 
 
