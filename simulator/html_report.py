@@ -199,6 +199,13 @@ def _privacy_budget(paths: RunPaths) -> str:
     return "<h3>Privacy budget spent (local DP)</h3>" + _tree(budget)
 
 
+def _server_knowledge(defenses: list[str]) -> tuple[str, ...]:
+    if not any(d.startswith("defense.secagg") for d in defenses):
+        return SERVER_KNOWLEDGE
+    masked = "under secure aggregation only the round's aggregate, never a single reply"
+    return tuple(masked if "reply" in item else item for item in SERVER_KNOWLEDGE)
+
+
 def _threat_model(config: Mapping[str, Any], paths: RunPaths) -> str:
     attack = _group(config, "attack")
     hyper = _settings(_group(config, "federation"), HYPERPARAMETER_KEYS)
@@ -208,7 +215,7 @@ def _threat_model(config: Mapping[str, Any], paths: RunPaths) -> str:
     defenses = active_defenses(config)
     parts = [
         "<h3>What an honest-but-curious Flower server sees</h3><ul>",
-        *(f"<li>{esc(item)}</li>" for item in SERVER_KNOWLEDGE),
+        *(f"<li>{esc(item)}</li>" for item in _server_knowledge(defenses)),
         f"</ul><p>Hyperparameters sent: <code>{esc(hyper)}</code></p>",
         "<h3>Disclosed beyond a plain Flower server</h3>",
         f"<p><code>{esc(', '.join(disclose))}</code></p>"

@@ -199,6 +199,10 @@ def test_threat_model_names_unknown_attacks_and_disclosures(tmp_path: Path) -> N
     config["attack"] = {"names": ["no_such_attack"], "disclose": ["labels"]}
     page = render_html(_run_dir(tmp_path, [], [], config), [], [], {})
     assert "unknown (not registered here)" in page and "Privacy budget" not in page
+    assert "each client&#x27;s reply" in page and "secure aggregation" not in page
+    config["defense"] = {"secagg": {"enabled": True}}
+    page = render_html(_run_dir(tmp_path, [], [], config), [], [], {})
+    assert "only the round&#x27;s aggregate" in page and "each client&#x27;s reply" not in page
     paths = RunPaths(tmp_path)
     paths.privacy.write_text(json.dumps({"epsilon": 12.5, "delta": 1e-5}))
     page = render_html(paths, [], [], {})
