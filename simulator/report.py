@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.audit import AuditStore
+from simulator.config import ConfigError
 from simulator.metrics import match_samples
 from simulator.privacy import write_run_privacy
 from simulator.results import (
@@ -172,10 +173,14 @@ def build_report(paths: RunPaths) -> str:
     write_csv(paths.training_csv, read_jsonl_rows(paths.training_jsonl))
     rows = summarise(records)
     table = format_table(rows)
-    privacy_line = write_run_privacy(paths)
+    paths.summary.write_text(table + "\n", encoding="utf-8")
+    try:
+        privacy_line = write_run_privacy(paths)
+    except (ConfigError, OSError, ValueError) as exc:  # the rows' files are already written
+        privacy_line = f"privacy budget not computed: {exc}"
     if privacy_line:
         table += "\n" + privacy_line
-    paths.summary.write_text(table + "\n", encoding="utf-8")
+        paths.summary.write_text(table + "\n", encoding="utf-8")
     for server_round in sorted({r.round for r in records}):
         write_round_grid(paths, server_round, records)
     try:
