@@ -54,7 +54,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def make_certificates(out: Path, sans: list[str], days: int = 365) -> None:
     """Write a CA and a server certificate for ``sans`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

@@ -13,6 +13,7 @@ import yaml
 from simulator import exit_codes
 from simulator.compose import load_experiment
 from simulator.config import ConfigError
+from simulator.deploy import add_deploy_parser
 
 
 def _error(message: str, code: int) -> int:
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved, validated config")
     config.add_argument("overrides", nargs="*")
     config.set_defaults(func=_cmd_config)
+    add_deploy_parser(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ no package index.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import tomllib
 from pathlib import Path
 
 WHEELHOUSE = Path("docker") / "wheelhouse"
+CUDA_WHEELHOUSE = Path("docker") / "wheelhouse-cuda"
+PYPI = "https://pypi.org/simple"
 CONSTRAINTS = Path("docker") / "constraints.txt"
 REQUIREMENTS = "requirements.txt"
 STAMP = ".fedleak-stamp"
@@ -39,9 +42,9 @@ def _stamp(repo: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _pip(*args: str, timeout: float = 1800) -> None:
+def _pip(*args: str, env: dict[str, str] | None = None, timeout: float = 3600) -> None:
     cmd = [sys.executable, "-m", "pip", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise ImageBuildError(
             f"'pip {' '.join(args[:2])} ...' failed: {proc.stderr.strip()[-1500:]}\n"
@@ -50,21 +53,28 @@ def _pip(*args: str, timeout: float = 1800) -> None:
         )
 
 
-def prepare_wheelhouse(repo: Path, dest: Path | None = None) -> Path:
-    """Download every wheel the images need into ``dest`` (default ``docker/wheelhouse``).
+def prepare_wheelhouse(repo: Path, cuda: bool = False) -> Path:
+    """Download every wheel an image needs into ``docker/wheelhouse`` (``-cuda``).
 
     Versions follow ``docker/constraints.txt``; source distributions are built into wheels
     here so the image needs no compiler. ``requirements.txt`` in the wheelhouse lists the
     exact set. Skipped when the wheelhouse matches the current dependencies and constraints.
+    The CPU wheelhouse uses this machine's pip configuration (which may offer a CPU torch);
+    the CUDA one uses only ``$FEDLEAK_PIP_INDEX_URL`` (default PyPI, whose Linux torch is
+    the CUDA build).
     """
-    dest = dest or repo / WHEELHOUSE
+    dest = repo / (CUDA_WHEELHOUSE if cuda else WHEELHOUSE)
     stamp = _stamp(repo)
     if (dest / STAMP).is_file() and (dest / STAMP).read_text() == stamp:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
+    env = None
+    if cuda:  # ignore configured find-links/extra indexes that may hold a CPU torch
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+        env["PIP_INDEX_URL"] = os.environ.get("FEDLEAK_PIP_INDEX_URL", PYPI)
     constraints = str(repo / CONSTRAINTS)
     _pip("download", "-q", "-d", str(dest), "-c", constraints, *BUILD_TOOLS,
-         *project_dependencies(repo))  # fmt: skip
+         *project_dependencies(repo), env=env)  # fmt: skip
     for sdist in [*dest.glob("*.tar.gz"), *dest.glob("*.zip")]:
         _pip("wheel", "-q", "--no-deps", "-w", str(dest), str(sdist))
         sdist.unlink()
@@ -85,7 +95,15 @@ def build_image(
     cmd = [docker, "build", "-f", str(repo / dockerfile), "-t", tag]
     if base_image:
         cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
-    proc = subprocess.run([*cmd, str(repo)], capture_output=True, text=True)
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # the Dockerfiles bind-mount the wheelhouse
+    proc = subprocess.run([*cmd, str(repo)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).strip()[-3000:]
-        raise ImageBuildError(f"docker build of {tag} failed:\n{out}")
+        hint = ""
+        if "buildx" in out:
+            hint = (
+                "\nthis docker client needs the buildx plugin for BuildKit: install it "
+                "(docker-buildx), or set FEDLEAK_DOCKER to a client with BuildKit built in "
+                "(Debian's docker.io: /usr/bin/docker)"
+            )
+        raise ImageBuildError(f"docker build of {tag} failed:\n{out}{hint}")

@@ -9,3 +9,5 @@ CUDA_UNAVAILABLE = 5
 RAY_UNREACHABLE = 6
 MODEL_WEIGHTS_MISSING = 7
 TOO_FEW_VALID_REPLIES = 8
+DEPLOY_ERROR = 9
+"""`fedleak deploy`: docker or compose missing, daemon down, stack not up, run not completed."""

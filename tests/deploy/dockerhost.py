@@ -16,7 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGES = {"dockerd": "docker.io", "docker-compose": "docker-compose", "debootstrap": "debootstrap"}
+PACKAGES = {
+    "dockerd": "docker.io",
+    "docker-compose": "docker-compose",
+    "debootstrap": "debootstrap",
+}
 DOCKER = "/usr/bin/docker"  # Debian's client matches its daemon (another may come first on PATH)
 SAVE_RESTORE = (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore"))
 FORWARDING = Path("/proc/sys/net/ipv4/ip_forward")
@@ -40,7 +44,7 @@ def restorable(saved: str) -> str:
     return saved + "".join(f"{block}\n" for block in extra)
 
 
-class DockerUnavailable(RuntimeError):
+class DockerUnavailableError(RuntimeError):
     """Docker cannot run on this machine (the reason says why)."""
 
 
@@ -59,12 +63,14 @@ def ensure_packages() -> None:
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise DockerUnavailable(f"missing {missing} and cannot install them (needs root and apt)")
+        raise DockerUnavailableError(
+            f"missing {missing} and cannot install them (needs root and apt)"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
         if proc.returncode != 0:
-            raise DockerUnavailable(f"{' '.join(cmd)} failed: {proc.stderr[-1500:]}")
+            raise DockerUnavailableError(f"{' '.join(cmd)} failed: {proc.stderr[-1500:]}")
 
 
 def daemon_running() -> bool:
@@ -93,7 +99,7 @@ class DockerEngine:
         if daemon_running():
             return
         if os.geteuid() != 0:
-            raise DockerUnavailable("no Docker daemon is running and starting one needs root")
+            raise DockerUnavailableError("no Docker daemon is running and starting one needs root")
         for save, _ in SAVE_RESTORE:
             if shutil.which(save):
                 self.saved_tables[save] = _run(save, check=False).stdout
@@ -112,7 +118,7 @@ class DockerEngine:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 self.stop()
-                raise DockerUnavailable(f"dockerd did not start: {tail}")
+                raise DockerUnavailableError(f"dockerd did not start: {tail}")
             time.sleep(1)
 
     def stop(self) -> None:
@@ -155,7 +161,9 @@ def ensure_base_image(tag: str, work_dir: Path) -> None:
         timeout=900,
     )
     if proc.returncode != 0:
-        raise DockerUnavailable(f"debootstrap failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        raise DockerUnavailableError(
+            f"debootstrap failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+        )
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     imported = subprocess.run(
         [client, "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
@@ -163,4 +171,4 @@ def ensure_base_image(tag: str, work_dir: Path) -> None:
     tar.wait()
     shutil.rmtree(root, ignore_errors=True)
     if imported.returncode != 0:
-        raise DockerUnavailable(f"docker import failed: {imported.stderr[-1500:]}")
+        raise DockerUnavailableError(f"docker import failed: {imported.stderr[-1500:]}")
