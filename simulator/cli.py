@@ -32,7 +32,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     start_round = 1
     if args.multirun:
         if args.resume is not None:
-            return _error("--resume resumes one run; it does not combine with -m", 2)
+            return _error(
+                "--resume resumes one run; it does not combine with -m", exit_codes.CONFIG_ERROR
+            )
         from simulator.sweep import multirun
 
         return multirun(args.overrides, verbose=args.verbose)
