@@ -30,7 +30,14 @@ class DeployError(RuntimeError):
 
 def docker_client() -> str:
     """``$FEDLEAK_DOCKER``, else ``docker`` on PATH; :class:`DeployError` when there is none."""
-    client = os.environ.get("FEDLEAK_DOCKER") or shutil.which("docker")
+    if configured := os.environ.get("FEDLEAK_DOCKER"):
+        if shutil.which(configured) is None:
+            raise DeployError(
+                f"FEDLEAK_DOCKER={configured} is not an executable docker client: "
+                "point it at one (e.g. /usr/bin/docker) or unset it"
+            )
+        return configured
+    client = shutil.which("docker")
     if not client:
         raise DeployError(
             "docker is not installed: install Docker Engine (Debian: apt-get install docker.io "
