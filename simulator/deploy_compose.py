@@ -125,7 +125,9 @@ class Stack:
             "FEDLEAK_SUPERLINK_PORT": str(self.port),
         }
 
-    def compose(self, *args: str, check: bool = True, capture: bool = True, timeout: float = 900):
+    def compose(
+        self, *args: str, check: bool = True, capture: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``docker-compose -p PROJECT -f ... ARGS``."""
         cmd = [*compose_command(), "-p", self.project]
         for path in self.files():
@@ -185,5 +187,4 @@ class Stack:
         path = state_dir / STATE_FILE
         if not path.is_file():
             raise DeployError(f"no deployment is up ({path} missing): run 'fedleak deploy up'")
-        stack = cls(**json.loads(path.read_text()))
-        return stack
+        return cls(**json.loads(path.read_text()))

@@ -33,7 +33,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{step:<28} {seconds:7.1f} s")
 
 
-def fedleak(*args: str, env: dict[str, str] | None = None, timeout: float = 900):
+def fedleak(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """``fedleak ARGS`` in a subprocess (captured)."""
     return subprocess.run(
         [sys.executable, "-m", "simulator.cli", *args],
