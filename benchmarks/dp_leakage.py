@@ -13,6 +13,9 @@ Usage::
 
     .venv/bin/python benchmarks/dp_leakage.py                   # 5 levels x 3 seeds
     .venv/bin/python benchmarks/dp_leakage.py --sweep-dir DIR   # re-summarise a finished sweep
+    # longer training (accuracy moves), attacks on the first two rounds only
+    .venv/bin/python benchmarks/dp_leakage.py --rounds 15 --noise 0.0001,0.001,0.01,0.1,1 \
+        --set federation.lr=0.3 'attack.rounds=[1,2]'
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clip", type=float, default=0.1)
     parser.add_argument("--output-dir", default="runs")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more overrides for every run, e.g. federation.lr=0.3 attack.rounds=[1,2]",
+    )
     parser.add_argument("--sweep-dir", type=Path, help="summarise this sweep instead of running")
     return parser.parse_args()
 
@@ -59,6 +69,7 @@ def _run(args: argparse.Namespace) -> Path:
             f"defense.dp.clip={args.clip}",
             f"defense.dp.noise={args.noise}",
             f"seed=range(0,{args.seeds})",
+            *args.set,
         ]
     )
     sweep_dir = create_sweep_dir(plan)
