@@ -11,11 +11,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from rich.console import Console
 
+from server.attack_side import build_attack_side, experiment_model
 from server.evaluation import CentralEvaluator
-from server.pipeline import AttackPipeline, AttackPlan
-from server.policy import AttackPolicy
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
+from server.pipeline import AttackPipeline
 from server.reproducible import ReproducibleStrategy
 from server.rounds import run_rounds
 from server.secagg_federation import run_secagg_federation
@@ -24,11 +22,10 @@ from server.strategy import CuriousStrategy
 from server.update_store import UpdateStore
 from server.validation import ValidatingStrategy
 from simulator import record_keys as keys
-from simulator.audit import AuditStore
 from simulator.checkpoint import load_checkpoint, save_checkpoint
 from simulator.client_setup import ClientSetup
 from simulator.config import ExperimentConfig
-from simulator.experiment_data import cached_splits, initial_model, model_spec_for
+from simulator.experiment_data import initial_model
 from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
 from simulator.report import build_report
 from simulator.results import JsonlAppender, RunPaths, read_leakage
@@ -49,35 +46,10 @@ def run_federation(
     """
     if cfg.defense.secagg.enabled:
         return run_secagg_federation(grid, cfg, paths, start_round)
-    splits = cached_splits(
-        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
-    )
-    spec = model_spec_for(
-        cfg.model.name,
-        splits.train,
-        width=cfg.model.width,
-        activation=cfg.model.activation,
-        init=cfg.model.init,
-    )
+    spec, splits = experiment_model(cfg)
     model = initial_model(spec, cfg.seed, cfg.model.weights)
-    audit = AuditStore(paths.audit) if cfg.attack.audit else None
-    recorder = LeakageRecorder(paths, audit)
-    plan = AttackPlan(
-        names=cfg.attack.names,
-        params=cfg.attack.params,
-        seed=cfg.seed,
-        device=cfg.device,
-        disclose_labels="labels" in cfg.attack.disclose,
-        policy=AttackPolicy(
-            cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed
-        ),
-        max_pending=cfg.pool.max_pending,
-        when_full=cfg.pool.when_full,
-    )
-    updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
-    pipeline = AttackPipeline(
-        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
-    )
+    side = build_attack_side(cfg, paths, spec)
+    recorder, pipeline = side.recorder, side.pipeline
     fed = cfg.federation
     inner = FedAvg(
         fraction_train=fed.fraction_train,
@@ -128,7 +100,7 @@ def run_federation(
     )
     arrays = ArrayRecord(model.state_dict())
     if start_round > 1:
-        arrays = _resume_state(paths, start_round, pipeline, updates)
+        arrays = _resume_state(paths, start_round, pipeline, side.updates)
     try:
         final = run_rounds(
             server_strategy,

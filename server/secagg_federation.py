@@ -35,18 +35,13 @@ from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 from rich.console import Console
 
+from server.attack_side import build_attack_side, experiment_model
 from server.evaluation import CentralEvaluator
-from server.pipeline import AttackPipeline, AttackPlan
-from server.policy import AttackPolicy
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
 from server.secagg_strategy import CuriousSecAggStrategy
-from server.update_store import UpdateStore
 from simulator import record_keys as keys
-from simulator.audit import AuditStore
 from simulator.client_setup import ClientSetup
 from simulator.config import ExperimentConfig, FederationConfig, SecAggSettings
-from simulator.experiment_data import cached_splits, initial_model, model_spec_for
+from simulator.experiment_data import initial_model
 from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
 from simulator.report import build_report
 from simulator.results import JsonlAppender, RunPaths
@@ -113,36 +108,11 @@ def run_secagg_federation(
             "at round 1 and keeps no checkpoints); start the run again"
         )
     fed = cfg.federation
-    splits = cached_splits(
-        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
-    )
-    spec = model_spec_for(
-        cfg.model.name,
-        splits.train,
-        width=cfg.model.width,
-        activation=cfg.model.activation,
-        init=cfg.model.init,
-    )
+    spec, splits = experiment_model(cfg)
     state = initial_model(spec, cfg.seed, cfg.model.weights).state_dict()
     names = list(state)
-    audit = AuditStore(paths.audit) if cfg.attack.audit else None
-    recorder = LeakageRecorder(paths, audit)
-    plan = AttackPlan(
-        names=cfg.attack.names,
-        params=cfg.attack.params,
-        seed=cfg.seed,
-        device=cfg.device,
-        disclose_labels="labels" in cfg.attack.disclose,
-        policy=AttackPolicy(
-            cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed
-        ),
-        max_pending=cfg.pool.max_pending,
-        when_full=cfg.pool.when_full,
-    )
-    updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
-    pipeline = AttackPipeline(
-        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
-    )
+    side = build_attack_side(cfg, paths, spec)
+    recorder, pipeline = side.recorder, side.pipeline
     setup = ClientSetup.from_experiment(cfg, audit_dir=str(paths.audit))
     base_config: dict[str, Scalar] = {
         **hyperparams_to_config(hyperparams_from_federation(fed)),

@@ -1,0 +1,71 @@
+"""What every federation path builds the same way: the model spec, and the curious side.
+
+The plain path (:mod:`server.federation`) and the secure-aggregation path
+(:mod:`server.secagg_federation`) differ in how rounds run, not in how the experiment's
+model is described or how intercepted updates reach the attack pool and the recorder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.pipeline import AttackPipeline, AttackPlan
+from server.policy import AttackPolicy
+from server.pool import create_pool
+from server.recorder import LeakageRecorder
+from server.update_store import UpdateStore
+from simulator.audit import AuditStore
+from simulator.config import ExperimentConfig
+from simulator.datasets import DatasetSplits
+from simulator.experiment_data import cached_splits, model_spec_for
+from simulator.models import ModelSpec
+from simulator.results import RunPaths
+
+
+def experiment_model(cfg: ExperimentConfig) -> tuple[ModelSpec, DatasetSplits]:
+    """The architecture every participant trains, and the data splits it was sized from."""
+    splits = cached_splits(
+        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
+    )
+    spec = model_spec_for(
+        cfg.model.name,
+        splits.train,
+        width=cfg.model.width,
+        activation=cfg.model.activation,
+        init=cfg.model.init,
+    )
+    return spec, splits
+
+
+@dataclass
+class AttackSide:
+    """The curious server's parts: audit store (evaluation mode), recorder, pipeline, and
+    the store of intercepted updates a resumed run re-attacks from."""
+
+    audit: AuditStore | None
+    recorder: LeakageRecorder
+    pipeline: AttackPipeline
+    updates: UpdateStore | None
+
+
+def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -> AttackSide:
+    """The attack pipeline of ``cfg`` (pool, policy, recorder) writing into ``paths``."""
+    audit = AuditStore(paths.audit) if cfg.attack.audit else None
+    recorder = LeakageRecorder(paths, audit)
+    plan = AttackPlan(
+        names=cfg.attack.names,
+        params=cfg.attack.params,
+        seed=cfg.seed,
+        device=cfg.device,
+        disclose_labels="labels" in cfg.attack.disclose,
+        policy=AttackPolicy(
+            cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed
+        ),
+        max_pending=cfg.pool.max_pending,
+        when_full=cfg.pool.when_full,
+    )
+    updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
+    pipeline = AttackPipeline(
+        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
+    )
+    return AttackSide(audit, recorder, pipeline, updates)
