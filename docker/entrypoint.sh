@@ -39,9 +39,28 @@ need_cert() {
     done
 }
 
-client_tls() {  # flags of a Flower component that connects to a TLS server
-    if tls_on; then need_cert ca.crt; echo "--root-certificates $CERTS/ca.crt"
-    else insecure_warning; echo "--insecure"; fi
+client_tls() {  # CLIENT_TLS: flags of a Flower component that connects to the SuperLink
+    if tls_on; then
+        need_cert ca.crt
+        CLIENT_TLS="--root-certificates $CERTS/ca.crt"
+    else
+        insecure_warning
+        CLIENT_TLS="--insecure"
+    fi
+}
+
+join_ray_cluster() {  # this container becomes a Ray node without resources: a driver's node
+    tries=0
+    until ray start --address "$RAY_HEAD" --num-cpus 0 --num-gpus 0 --disable-usage-stats \
+            --object-store-memory "$STORE_BYTES" >/tmp/ray-start.log 2>&1; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 30 ]; then
+            cat /tmp/ray-start.log >&2
+            echo "fedleak-entrypoint: cannot join the Ray head at $RAY_HEAD" >&2
+            exit 3
+        fi
+        sleep 2
+    done
 }
 
 role="${1:-help}"
@@ -59,13 +78,18 @@ case "$role" in
         exec flower-superlink --host 0.0.0.0 --port 8000 --isolation process \
             --disable-runtime-dependency-installation "$@" ;;
     serverapp)
-        # shellcheck disable=SC2046
-        exec flower-superexec --runtime-api-address "$SUPERLINK" $(client_tls) "$@" ;;
+        client_tls
+        # the ServerApp's attack pool is a Ray driver on this node (pool.address=RAY_HEAD):
+        # steadier than a Ray Client connection through the head's proxy
+        join_ray_cluster
+        # shellcheck disable=SC2086
+        exec flower-superexec --runtime-api-address "$SUPERLINK" $CLIENT_TLS "$@" ;;
     supernode)
         : "${FEDLEAK_PARTITION_ID:?set FEDLEAK_PARTITION_ID (0..N-1) for this SuperNode}"
         : "${FEDLEAK_NUM_PARTITIONS:?set FEDLEAK_NUM_PARTITIONS (N, the number of SuperNodes)}"
-        # shellcheck disable=SC2046
-        exec flower-supernode --superlink "$SUPERLINK" $(client_tls) \
+        client_tls
+        # shellcheck disable=SC2086
+        exec flower-supernode --superlink "$SUPERLINK" $CLIENT_TLS \
             --node-config "partition-id=$FEDLEAK_PARTITION_ID num-partitions=$FEDLEAK_NUM_PARTITIONS" \
             "$@" ;;
     ray-head)

@@ -20,7 +20,7 @@ from simulator.deploy_compose import (
     CONTAINER_RUNS,
     CPU_IMAGE,
     CUDA_IMAGE,
-    RAY_CLIENT_ADDRESS,
+    RAY_HEAD_ADDRESS,
     DeployError,
     Stack,
     check_daemon,
@@ -123,7 +123,7 @@ def deployment_overrides(overrides: list[str], stack: Stack) -> list[str]:
     """``overrides`` plus what the stack fixes: output in the volume, Ray head, node count."""
     fixed = [f"output_dir={CONTAINER_RUNS}"]
     if _given(overrides, "pool.address") is None:
-        fixed.append(f"pool.address={RAY_CLIENT_ADDRESS}")
+        fixed.append(f"pool.address={RAY_HEAD_ADDRESS}")
     if _given(overrides, "federation.num_clients") is None:
         fixed.append(f"federation.num_clients={stack.supernodes}")
     if _given(overrides, "pool.workers") is None:

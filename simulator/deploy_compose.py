@@ -21,7 +21,8 @@ NODES_FILE = "docker-compose.nodes.yml"
 STATE_FILE = "stack.json"
 CPU_IMAGE, CUDA_IMAGE = "fedleak:cpu", "fedleak:cuda"
 CONTAINER_RUNS = "/data/runs"
-RAY_CLIENT_ADDRESS = "ray://ray-head:10001"
+RAY_HEAD_ADDRESS = "ray-head:6379"
+"""The ServerApp container is a Ray node, so its pool joins the cluster as a driver."""
 
 
 class DeployError(RuntimeError):

@@ -67,7 +67,7 @@ def deployed_run(deployment: Deployment, tmp_path_factory: pytest.TempPathFactor
     start = time.monotonic()
     proc = fedleak("deploy", "run", *EXPERIMENT, f"output_dir={out}", env=deployment.env)
     TIMINGS["2-round run (compose)"] = time.monotonic() - start
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-12000:] + proc.stderr[-3000:]
     (run_dir,) = (out / "default").iterdir()
     return run_dir
 
@@ -116,4 +116,23 @@ def test_supernode_with_another_root_certificate_cannot_join(deployment: Deploym
     )
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert "SuperNode ID" not in proc.stdout + proc.stderr
+    assert online_nodes(Path(deployment.stack.state_dir) / "flwr") == 2
+
+
+def test_tls_supernode_without_certificates_says_what_is_missing(deployment: Deployment) -> None:
+    proc = deployment.stack.compose(
+        "run", "--rm", "--no-deps", "-e", "FEDLEAK_CERTS_DIR=/nowhere", "supernode-1", "supernode",
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "/nowhere/ca.crt is missing" in proc.stderr + proc.stdout
+
+
+def test_insecure_supernode_warns_loudly_and_cannot_join_tls(deployment: Deployment) -> None:
+    proc = deployment.stack.compose(
+        "run", "--rm", "--no-deps", "-e", "FEDLEAK_TLS=0", "supernode-1", "supernode",
+        "--max-retries", "2", "--max-wait-time", "15", check=False, timeout=120,
+    )  # fmt: skip
+    assert "WARNING: INSECURE MODE" in proc.stderr + proc.stdout
+    assert proc.returncode != 0
     assert online_nodes(Path(deployment.stack.state_dir) / "flwr") == 2

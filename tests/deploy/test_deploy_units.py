@@ -26,7 +26,7 @@ def test_deployment_overrides_fix_output_ray_and_node_count(tmp_path: Path) -> N
     assert got == [
         "model=lenet",
         "output_dir=/data/runs",
-        "pool.address=ray://ray-head:10001",
+        "pool.address=ray-head:6379",
         "federation.num_clients=3",
         "pool.workers=4",
     ]
