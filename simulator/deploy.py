@@ -210,7 +210,9 @@ def add_deploy_parser(sub: Any) -> None:
     deploy = sub.add_parser("deploy", help="multi-container deployment (docker compose)")
     verbs = deploy.add_subparsers(dest="verb", required=True)
     build = verbs.add_parser("build", help="prepare the wheelhouse and build the image")
-    build.add_argument("--base-image", help="BASE_IMAGE build argument (default python:3.11-slim)")
+    build.add_argument(
+        "--base-image", help="BASE_IMAGE build argument (default python:3.11.11-slim-bookworm)"
+    )
     build.add_argument("--tag", help="image tag (default fedleak:cpu, or fedleak:cuda)")
     build.add_argument("--cuda", action="store_true", help="build fedleak:cuda instead")
     build.set_defaults(func=_guarded(_cmd_build))
