@@ -159,7 +159,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     wait_for_nodes(home, stack.supernodes, args.timeout)
     before = _run_dirs(stack, cfg.name)
     run_config = write_run_config(Path(stack.state_dir) / "run_config.toml", cfg)
-    run_id, _ = run_app(home, REPO, run_config, args.timeout)
+    try:
+        run_id, _ = run_app(home, REPO, run_config, args.timeout)
+    except FlowerCommandError as exc:
+        return _fail(f"{exc}\nthe containers' logs: fedleak deploy logs serverapp ray-head")
     new = sorted(_run_dirs(stack, cfg.name) - before)
     if not new:
         return _fail(f"run {run_id} finished but left no run directory in the results volume")
