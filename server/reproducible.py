@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Iterable
-from logging import INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from server.wrapper import StrategyWrapper
 from simulator import record_keys as keys
 
 
@@ -31,7 +30,7 @@ def content_key(msg: Message) -> int:
     return crc
 
 
-class ReproducibleStrategy(Strategy):
+class ReproducibleStrategy(StrategyWrapper):
     """Seed node sampling with ``(seed, round)``; pass replies to ``inner`` in content order.
 
     Parameters
@@ -42,16 +41,14 @@ class ReproducibleStrategy(Strategy):
         The experiment seed.
     """
 
+    role = "seeded sampling, replies in content order"
+
     def __init__(self, inner: Strategy, seed: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.seed = seed
 
     def __repr__(self) -> str:
         return f"ReproducibleStrategy(inner={self.inner!r}, seed={self.seed})"
-
-    def summary(self) -> None:
-        log(INFO, "\t├── ReproducibleStrategy: seeded sampling, replies in content order")
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

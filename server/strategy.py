@@ -8,16 +8,15 @@ is captured and handed to the attack pipeline without waiting.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from logging import INFO
 from typing import Protocol
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from attacks.types import TrainingHyperparams
 from server.capture import CapturedRound, capture_arrays, capture_reply
+from server.wrapper import StrategyWrapper
 from simulator.hyperparams import hyperparams_from_config
 
 
@@ -28,7 +27,7 @@ class UpdateSink(Protocol):
         """Take one round's captured replies; must return at once."""
 
 
-class CuriousStrategy(Strategy):
+class CuriousStrategy(StrategyWrapper):
     """Delegate everything to ``inner``; copy train replies to ``sink``.
 
     Parameters
@@ -39,20 +38,15 @@ class CuriousStrategy(Strategy):
         Receives a :class:`~server.capture.CapturedRound` per round.
     """
 
+    role = "every train reply goes to the attack pool"
+
     def __init__(self, inner: Strategy, sink: UpdateSink) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sink = sink
         self._sent: dict[int, tuple[dict[str, Array], TrainingHyperparams]] = {}
         self.rounds_intercepted = 0
         self.clients_trained: dict[int, int] = {}
         self.train_metrics: dict[int, MetricRecord] = {}
-
-    def __repr__(self) -> str:
-        return f"CuriousStrategy(inner={self.inner!r})"
-
-    def summary(self) -> None:
-        log(INFO, "\t├── CuriousStrategy: every train reply goes to the attack pool")
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -80,13 +74,3 @@ class CuriousStrategy(Strategy):
         if metrics is not None:
             self.train_metrics[server_round] = metrics
         return arrays, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)

@@ -18,15 +18,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from logging import INFO
 from typing import Protocol
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from server.wrapper import StrategyWrapper
 from simulator import record_keys as keys
 
 
@@ -176,7 +175,7 @@ class RejectionSink(Protocol):
         """Take one round's rejections; must return at once."""
 
 
-class ValidatingStrategy(Strategy):
+class ValidatingStrategy(StrategyWrapper):
     """Drop hostile or broken train replies before ``inner`` aggregates; delegate the rest.
 
     Parameters
@@ -191,6 +190,8 @@ class ValidatingStrategy(Strategy):
         Largest believable ``num-examples``.
     """
 
+    role = "broken or hostile replies are rejected"
+
     def __init__(
         self,
         inner: Strategy,
@@ -199,19 +200,12 @@ class ValidatingStrategy(Strategy):
         min_valid_replies: int = 1,
         max_num_examples: int = 1_000_000,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sink = sink
         self.min_valid_replies = min_valid_replies
         self.max_num_examples = max_num_examples
         self.rejections: dict[int, list[Rejection]] = {}
         self._reference: dict[int, dict[str, Array]] = {}
-
-    def __repr__(self) -> str:
-        return f"ValidatingStrategy(inner={self.inner!r})"
-
-    def summary(self) -> None:
-        log(INFO, "\t├── ValidatingStrategy: broken or hostile replies are rejected")
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -242,13 +236,3 @@ class ValidatingStrategy(Strategy):
                 f"federation.min_valid_replies={self.min_valid_replies}; rejected: {reasons}"
             )
         return self.inner.aggregate_train(server_round, [v.message for v in valid])
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
