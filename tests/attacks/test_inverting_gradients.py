@@ -33,9 +33,9 @@ from attacks.inverting_gradients import (
     total_variation,
 )
 from attacks.losses import model_gradient, observed_gradient, training_loss
+from tests.attacks.cases import NUM_CLASSES, sgd_update
 
 CPU = torch.device("cpu")
-NUM_CLASSES = 10
 
 
 @pytest.fixture(autouse=True)
@@ -45,32 +45,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def sgd_update(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, disclosed: np.ndarray | None = None
-) -> InterceptedUpdate:
-    lr = 0.1
-    names = [n for n, _ in model.named_parameters()]
-    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    global_params = OrderedDict(
-        (k, v.detach().cpu().numpy().copy()) for k, v in model.state_dict().items()
-    )
-    client_params = OrderedDict(
-        (k, v - lr * grads[k].detach().cpu().numpy()) for k, v in global_params.items()
-    )
-    hp = TrainingHyperparams("fedsgd", lr, x.shape[0], 1)
-    return InterceptedUpdate(
-        1,
-        1,
-        global_params,
-        client_params,
-        x.shape[0],
-        hp,
-        tuple(x.shape[1:]),
-        NUM_CLASSES,
-        disclosed,
-    )
 
 
 def conv_net(seed: int) -> nn.Module:
