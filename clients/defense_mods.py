@@ -16,6 +16,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from flwr.clientapp.mod import LocalDpMod
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
+from clients.seeding import client_stream, numpy_global_seed
 from clients.update_defenses import dp_noise_epsilon, prune_smallest, quantize_stochastic
 from simulator import record_keys as keys
 from simulator.client_setup import ClientSetup
@@ -31,8 +32,7 @@ def _defense_rng(
     config: ConfigRecord = msg.content[keys.CONFIG]  # type: ignore[assignment]
     server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
     partition = int(context.node_config.get(keys.PARTITION_ID, 0))
-    tag = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little")
-    return np.random.default_rng([setup.seed, server_round, partition, tag])
+    return client_stream(setup.seed, server_round, partition, name)
 
 
 def _only_arrays(msg: Message) -> tuple[str, ArrayRecord]:
@@ -83,13 +83,9 @@ def seeded_local_dp_mod(setup: ClientSetup, defense: DefenseConfig) -> Mod:
     )
 
     def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        seed = _defense_rng(setup, msg, context, "dp").integers(2**32)
-        saved = np.random.get_state()
-        np.random.seed(int(seed))
-        try:
+        seed = int(_defense_rng(setup, msg, context, "dp").integers(2**32))
+        with numpy_global_seed(seed):
             return flower_mod(msg, context, call_next)
-        finally:
-            np.random.set_state(saved)
 
     return mod
 

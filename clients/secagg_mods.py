@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 
-import numpy as np
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -46,6 +45,7 @@ from flwr.common import (
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 
+from clients.seeding import client_stream, numpy_global_seed
 from simulator import record_keys as keys
 from simulator.client_setup import ClientSetup
 
@@ -114,8 +114,7 @@ def _quantization_seed(msg: Message, context: Context) -> int | None:
     setup = ClientSetup.from_json(str(config[keys.CLIENT_SETUP]))
     server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
     partition = int(context.node_config.get(keys.PARTITION_ID, 0))
-    tag = int.from_bytes(b"secagg".ljust(8, b"\0"), "little")
-    return int(np.random.default_rng([setup.seed, server_round, partition, tag]).integers(2**32))
+    return int(client_stream(setup.seed, server_round, partition, "secagg").integers(2**32))
 
 
 def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -139,9 +138,5 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         seed = _quantization_seed(msg, context)
     if seed is None:
         return secaggplus_mod(msg, context, shimmed)
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
+    with numpy_global_seed(seed):
         return secaggplus_mod(msg, context, shimmed)
-    finally:
-        np.random.set_state(saved)
