@@ -291,5 +291,6 @@ class AttackPipeline:
         while self.pool.pending and time.monotonic() < deadline:
             self._record(self.pool.poll())  # each row lands on disk as soon as it exists
             time.sleep(self._interval)
-        self._record(self.pool.drain(max(0.0, deadline - time.monotonic())))
+        remaining = max(0.0, deadline - time.monotonic())
+        self._record(self.pool.drain(remaining, deadline_s=timeout_s))
         self.pool.shutdown()
