@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--lr", type=float, default=0.1, help="the client's SGD learning rate")
     parser.add_argument("--threshold-db", type=float, default=100.0)
-    parser.add_argument("--max-samples", type=int, default=SpearConfig.max_samples)
+    parser.add_argument("--time-budget", type=float, default=SpearConfig.time_budget_s)
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="attack device"
     )
@@ -92,7 +92,7 @@ def main() -> None:
     digits = load_digits()
     images = torch.tensor(digits.images / 16.0, dtype=dtype)[:, None]
     labels = torch.tensor(digits.target)
-    attack = SpearAttack(SpearConfig(max_samples=args.max_samples))
+    attack = SpearAttack(SpearConfig(time_budget_s=args.time_budget))
     spec = ModelSpec("fcnn", INPUT_SHAPE, NUM_CLASSES, width=args.width)
     header = (
         "model", "width", "N", "B", "dtype", "psnr_mean", "psnr_min", f">={args.threshold_db:g}dB",
