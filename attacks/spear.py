@@ -64,19 +64,9 @@ from attacks.losses import effective_batch_size
 from attacks.registry import register_attack
 from attacks.spear_dual import ActivationSpace, activation_space
 from attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
+from attacks.spear_solve import BatchCheck, LayerFactors, check_batch, factorise, from_columns
 from attacks.spear_state import DualData, SearchState
 from attacks.types import InterceptedUpdate, Reconstruction
-
-_NOISE_FACTOR = 3.0
-"""Zero tolerance in units of the noise of one row of ``L``: ``s_(B+1) / (s_B sqrt(M'))``."""
-_TOL_FLOOR = 1e-7
-"""Smallest zero tolerance relative to a typical row of ``L``: eigh on Gram matrices is
-exact to ~1e-8 here, and a ReLU-active entry falls below it with probability ~1e-7."""
-_LIVE_FACTOR = 10.0
-"""Rows of ``L`` shorter than this many tolerances cannot tell zero from nonzero."""
-_REPRODUCE_FACTOR = 100.0
-"""The recovered batch reproduces ``A`` when its residual is within this many times the
-part of ``A`` beyond rank B (or 1e-6)."""
 
 
 @dataclass(frozen=True)
@@ -176,40 +166,8 @@ def _prefixed(prefix: str, leaf: str) -> str:
     return f"{prefix}.{leaf}" if prefix else leaf
 
 
-@dataclass(frozen=True)
-class _Factors:
-    """``A = [dL/dW | dL/db]`` of the attacked layer and its rank-B factorisation."""
-
-    grad: torch.Tensor  # A, M x (N+1)
-    basis: torch.Tensor  # L = U_B, M x B
-    right: torch.Tensor  # R = S_B V_B^T, B x (N+1)
-    sing: torch.Tensor  # every singular value of A
-    unit_right: torch.Tensor  # V_B^T
-    tol: float
-    live: torch.Tensor  # (M,) rows the search uses
-    noise: float  # s_(B+1) / s_B
-    layer: str
-
-
-def _factorise(grad: torch.Tensor, batch: int, name: str) -> _Factors:
-    """SVD, zero tolerance and live rows of ``A`` (see the module docstring)."""
-    left, sing, right_t = torch.linalg.svd(grad, full_matrices=False)
-    if float(sing[batch - 1]) <= 1e-12 * float(sing[0]):
-        raise ValueError(f"[dL/dW | dL/db] of layer {name!r} has rank < B = {batch}")
-    basis = left[:, :batch]
-    # The gradient's noise perturbs every row of U_B alike, whatever its norm: zeros are
-    # judged on unnormalised rows against an absolute tolerance.
-    nonzero = grad.abs().amax(dim=1) > 0
-    size = int(nonzero.sum())
-    noise = float(sing[batch] / sing[batch - 1]) if batch < sing.numel() else 0.0
-    tol = max(_TOL_FLOOR * math.sqrt(batch / size), _NOISE_FACTOR * noise / math.sqrt(size))
-    live = nonzero & (basis.norm(dim=1) > _LIVE_FACTOR * tol)
-    right = sing[:batch, None] * right_t[:batch]
-    return _Factors(grad, basis, right, sing, right_t[:batch], tol, live, noise, name)
-
-
 def _space_for(
-    model: nn.Module, update: InterceptedUpdate, layer: nn.Linear, factors: _Factors
+    model: nn.Module, update: InterceptedUpdate, layer: nn.Linear, factors: LayerFactors
 ) -> ActivationSpace | str:
     """The input-side view of the layer, or why the next layer cannot provide one."""
     found = following_linear(model, layer)
@@ -223,33 +181,6 @@ def _space_for(
         grad.to(device, dtype),
         factors.live,
     )
-
-
-def _from_columns(rows: torch.Tensor, state: SearchState, right: torch.Tensor) -> torch.Tensor:
-    """``[X | 1] = Q^{-1} R`` from the B found columns, rescaled to a last column of ones."""
-    # polish each direction by an SVD of its zero rows (the search used Gram matrices)
-    directions = torch.stack(
-        [torch.linalg.svd(rows[z], full_matrices=False)[2][-1] for z in state.zeros] or state.q,
-        dim=1,
-    )
-    unscaled = torch.linalg.solve(directions, right)  # Q'^{-1} R = diag(c) [X | 1]
-    return unscaled / unscaled[:, -1:]
-
-
-def _check(factors: _Factors, stacked: torch.Tensor, layer: DualData) -> tuple[float, torch.Tensor]:
-    """Residual of ``A`` rebuilt from ``[X | 1]`` (``stacked``), and per-sample agreement.
-
-    ``dL/dZ = A [X | 1]^+`` must vanish where the recovered inputs leave a neuron inactive:
-    it is masked with their ReLU pattern before ``A`` is rebuilt.
-    """
-    dz = torch.linalg.lstsq(stacked.T, factors.grad.T).solution.T  # (M, B)
-    active = (stacked[:, :-1] @ layer.weight.T + layer.bias).T > 0
-    rebuilt = (dz * active) @ stacked
-    residual = float((rebuilt - factors.grad).norm() / factors.grad.norm())
-    coords = factors.basis.T @ dz
-    zero = (factors.basis @ (coords / coords.norm(dim=0, keepdim=True))).abs() <= factors.tol
-    agreement = (zero != active)[factors.live].to(stacked.dtype).mean(dim=0)
-    return residual, agreement
 
 
 class SpearAttack(Attack):
@@ -322,7 +253,7 @@ class SpearAttack(Attack):
         grad = torch.cat(
             [pseudo[_prefixed(name, "weight")], pseudo[_prefixed(name, "bias")][:, None]], dim=1
         ).to(device=device, dtype=f64)
-        factors = _factorise(grad, batch, name)
+        factors = factorise(grad, batch, name)
         weight = layer.weight.detach().to(device=device, dtype=f64)
         bias = layer.bias.detach().to(device=device, dtype=f64)
         rows = factors.basis[factors.live]
@@ -353,21 +284,24 @@ class SpearAttack(Attack):
             raise ValueError(failure_reason(state, facts, elapsed, why_not))
         stacked = state.assembled
         if stacked is None:
-            stacked = _from_columns(rows, state, factors.right)
-        checks = _check(factors, stacked, DualData(factors.right, weight, bias, factors.grad))
-        return self._result(model, update, stacked[:, :-1], checks, factors, state)
+            stacked = from_columns(rows, state, factors.right)
+        check = check_batch(factors, stacked, DualData(factors.right, weight, bias, factors.grad))
+        return self._result(model, update, stacked[:, :-1], check, factors, state)
 
     def _result(
         self,
         model: nn.Module,
         update: InterceptedUpdate,
         inputs: torch.Tensor,
-        checks: tuple[float, torch.Tensor],
-        factors: _Factors,
+        check: BatchCheck,
+        factors: LayerFactors,
         state: SearchState,
     ) -> Reconstruction:
-        """Labels (disclosed, else derived from the inputs) and the recorded details."""
-        residual, agreement = checks
+        """Labels (disclosed, else derived from the inputs) and the recorded details.
+
+        A sample the first layer leaves undetermined gets confidence 0 unless the next
+        layer's activations fixed it (``state.assembled``).
+        """
         batch = inputs.shape[0]
         dtype = next(model.parameters()).dtype
         shaped = inputs.reshape(batch, *update.input_shape)
@@ -378,17 +312,21 @@ class SpearAttack(Attack):
             labels, _, details["label_residual"] = labels_from_inputs(
                 model, update, shaped.to(dtype)
             )
-        beyond_rank = float(factors.sing[batch:].norm() / factors.sing.norm())
+        confidence = check.agreement
+        if state.assembled is None:
+            confidence = torch.where(check.undetermined, 0.0, confidence)
         out_dtype = update.global_params[_prefixed(factors.layer, "weight")].dtype
         return Reconstruction(
             inputs=shaped.cpu().numpy().astype(out_dtype),
             labels=labels,
-            confidence=agreement.cpu().numpy(),
+            confidence=confidence.cpu().numpy(),
             iterations=0,
             details={
                 "layer": factors.layer,
-                "gradient_residual": residual,
-                "reproduces": int(residual <= max(1e-6, _REPRODUCE_FACTOR * beyond_rank)),
+                "gradient_residual": check.residual,
+                "reproduces": int(check.reproduces),
+                "undetermined": int(check.undetermined.sum()),
+                "assembled": int(state.assembled is not None),
                 "candidates_sampled": state.sampled,
                 "candidates_kept": state.kept,
                 "input_starts": state.input_starts,

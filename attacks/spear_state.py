@@ -83,6 +83,16 @@ class DualData:
     grad: torch.Tensor
 
 
+def least_squares(system: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``argmin |system @ x - target|``, bit-reproducible: LAPACK's gelsd on the CPU.
+
+    torch's default CPU driver (gelsy) returns last-bit different answers from one call to
+    the next, and CUDA offers only gels; the systems here are B columns wide.
+    """
+    solution = torch.linalg.lstsq(system.cpu(), target.cpu(), driver="gelsd").solution
+    return solution.to(system.device)
+
+
 def gram(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``sum_{j in mask} L_j L_j^T`` per mask: ``(P, B, B)`` from ``rows`` and ``(P, M')``."""
     return torch.matmul(rows.T * mask[:, None, :].to(rows.dtype), rows)
