@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +33,11 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
+from attacks.batchnorm import (
+    BatchStatisticsPrior,
+    StatisticsUnavailableError,
+    recover_batch_statistics,
+)
 from attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule, simulated_update
 from attacks.losses import effective_batch_size, observed_gradient
 from attacks.registry import register_attack
@@ -63,6 +69,12 @@ class InvertingGradientsConfig(AttackConfig):
         On a FedAvg update of K > 1 local steps, match the simulated K-step weight difference
         (Geiping et al.'s FedAvg attack). ``False`` treats the update as one gradient of one
         batch, as a FedSGD attack would.
+    batchnorm_prior : bool
+        When the update carries BatchNorm running statistics that reveal the batch's own
+        statistics (:mod:`attacks.batchnorm`), add Yin et al.'s statistics-matching term
+        with those exact targets. Without such statistics the attack runs without it.
+    batchnorm_weight : float
+        Weight of that term beside the cosine term.
     """
 
     iterations: int = 200
@@ -72,6 +84,8 @@ class InvertingGradientsConfig(AttackConfig):
     signed_gradients: bool = True
     lr_decay: bool = True
     simulate_local_steps: bool = True
+    batchnorm_prior: bool = True
+    batchnorm_weight: float = 0.01
 
     def __post_init__(self) -> None:
         for key in ("iterations", "restarts"):
@@ -79,8 +93,9 @@ class InvertingGradientsConfig(AttackConfig):
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.tv_weight < 0:
-            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
+        for key in ("tv_weight", "batchnorm_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +168,8 @@ class MatchingProblem:
     schedule: LocalSchedule
     labels: torch.Tensor
     target: CosineTarget
+    prior: BatchStatisticsPrior | None = None
+    prior_weight: float = 0.0
 
     def candidate(self, x: torch.Tensor, *, create_graph: bool) -> list[torch.Tensor]:
         return simulated_update(
@@ -171,8 +188,9 @@ class MatchingProblem:
         return value if np.isfinite(value) else float("inf")
 
     def objective_gradient(self, x: torch.Tensor, tv_weight: float) -> torch.Tensor:
-        """``d/dx [L(u(x)) + tv_weight * TV(x)]`` by one backward pass through ``u(x)``."""
-        candidate = self.candidate(x, create_graph=True)
+        """``d/dx [L(u(x)) + tv_weight * TV(x) + prior_weight * R_BN(x)]``, one backward pass."""
+        with self.prior.capture() if self.prior is not None else nullcontext({}) as captured:
+            candidate = self.candidate(x, create_graph=True)
         _, grad = self.target.loss_and_grad(candidate)
         outputs = list(candidate)
         parts = grad.split([c.numel() for c in candidate])
@@ -180,6 +198,9 @@ class MatchingProblem:
         if tv_weight > 0:
             outputs.append(total_variation(x))
             vectors.append(torch.full((), tv_weight, dtype=x.dtype, device=x.device))
+        if self.prior is not None and self.prior_weight > 0:
+            outputs.append(self.prior.distance(captured))
+            vectors.append(torch.full((), self.prior_weight, dtype=x.dtype, device=x.device))
         (x_grad,) = torch.autograd.grad(outputs, [x], grad_outputs=vectors)
         return x_grad
 
@@ -276,6 +297,7 @@ class InvertingGradientsAttack(Attack):
             orders = label_orders(label_array, cfg.restarts, seed)
         else:
             orders = [label_array] * cfg.restarts
+        prior, prior_status = self._prior(model, update)
         problem = MatchingProblem(
             model=model,
             loss_name=update.hyperparams.loss,
@@ -283,6 +305,8 @@ class InvertingGradientsAttack(Attack):
             schedule=schedule,
             labels=torch.as_tensor(label_array, device=device),
             target=CosineTarget(_flatten(observed)),
+            prior=prior,
+            prior_weight=cfg.batchnorm_weight,
         )
         shape = (schedule.num_samples, *update.input_shape)
         tv_weight = cfg.tv_weight if len(update.input_shape) >= 3 else 0.0
@@ -308,9 +332,23 @@ class InvertingGradientsAttack(Attack):
                 "restarts": cfg.restarts,
                 "local_steps": schedule.num_steps,
                 "unknowns": schedule.num_samples,
+                "batchnorm_prior": prior_status,
             },
             initial_inputs=best_init.numpy(),
         )
+
+    def _prior(
+        self, model: nn.Module, update: InterceptedUpdate
+    ) -> tuple[BatchStatisticsPrior | None, str]:
+        """The BatchNorm statistics term and a word on it for the row: ``on`` or why not."""
+        cfg = self.config
+        assert isinstance(cfg, InvertingGradientsConfig)
+        if not cfg.batchnorm_prior or cfg.batchnorm_weight == 0:
+            return None, "off (setting)"
+        try:
+            return BatchStatisticsPrior(model, recover_batch_statistics(model, update)), "on"
+        except StatisticsUnavailableError as exc:
+            return None, f"off: {exc}"
 
     def _optimise(
         self, problem: MatchingProblem, init: torch.Tensor, tv_weight: float

@@ -28,6 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.resume import prepare_resume
     from simulator.rundir import create_run_dir
     from simulator.simulation import run_in_simulation
+    from simulator.trainability import check_model_trains
 
     start_round = 1
     if args.multirun:
@@ -63,6 +64,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:  # fail before anything starts when the data or the machine is not right
         cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
         preflight(cfg)
+        check_model_trains(cfg)
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
     except DatasetUnavailableError as exc:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
     except PreflightError as exc:
