@@ -86,8 +86,8 @@ def _values_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> dict[s
             model(torch.zeros(1, *input_shape, device=None if param is None else param.device))
     finally:
         model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+        for handle in hooks:
+            handle.remove()
     return seen
 
 
@@ -222,3 +222,21 @@ class BatchStatisticsPrior:
             )
         ]
         return torch.stack(terms).sum()
+
+
+def observed_statistics_prior(
+    model: nn.Module, update: InterceptedUpdate, *, enabled: bool
+) -> tuple[BatchStatisticsPrior | None, str]:
+    """The statistics term for ``update`` where it reveals them, and a word for the result row.
+
+    Returns
+    -------
+    tuple[BatchStatisticsPrior | None, str]
+        The prior and ``"on"``; or ``None`` and ``"off (setting)"`` / ``"off: <reason>"``.
+    """
+    if not enabled:
+        return None, "off (setting)"
+    try:
+        return BatchStatisticsPrior(model, recover_batch_statistics(model, update)), "on"
+    except StatisticsUnavailableError as exc:
+        return None, f"off: {exc}"

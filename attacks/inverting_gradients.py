@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,11 +33,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
-from attacks.batchnorm import (
-    BatchStatisticsPrior,
-    StatisticsUnavailableError,
-    recover_batch_statistics,
-)
+from attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
 from attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule, simulated_update
 from attacks.losses import effective_batch_size, observed_gradient
 from attacks.registry import register_attack
@@ -85,7 +81,7 @@ class InvertingGradientsConfig(AttackConfig):
     lr_decay: bool = True
     simulate_local_steps: bool = True
     batchnorm_prior: bool = True
-    batchnorm_weight: float = 0.01
+    batchnorm_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "restarts"):
@@ -189,7 +185,10 @@ class MatchingProblem:
 
     def objective_gradient(self, x: torch.Tensor, tv_weight: float) -> torch.Tensor:
         """``d/dx [L(u(x)) + tv_weight * TV(x) + prior_weight * R_BN(x)]``, one backward pass."""
-        with self.prior.capture() if self.prior is not None else nullcontext({}) as captured:
+        capture: AbstractContextManager[Captured] = (
+            self.prior.capture() if self.prior is not None else nullcontext({})
+        )
+        with capture as captured:
             candidate = self.candidate(x, create_graph=True)
         _, grad = self.target.loss_and_grad(candidate)
         outputs = list(candidate)
@@ -297,7 +296,9 @@ class InvertingGradientsAttack(Attack):
             orders = label_orders(label_array, cfg.restarts, seed)
         else:
             orders = [label_array] * cfg.restarts
-        prior, prior_status = self._prior(model, update)
+        prior, prior_status = observed_statistics_prior(
+            model, update, enabled=cfg.batchnorm_prior and cfg.batchnorm_weight > 0
+        )
         problem = MatchingProblem(
             model=model,
             loss_name=update.hyperparams.loss,
@@ -336,19 +337,6 @@ class InvertingGradientsAttack(Attack):
             },
             initial_inputs=best_init.numpy(),
         )
-
-    def _prior(
-        self, model: nn.Module, update: InterceptedUpdate
-    ) -> tuple[BatchStatisticsPrior | None, str]:
-        """The BatchNorm statistics term and a word on it for the row: ``on`` or why not."""
-        cfg = self.config
-        assert isinstance(cfg, InvertingGradientsConfig)
-        if not cfg.batchnorm_prior or cfg.batchnorm_weight == 0:
-            return None, "off (setting)"
-        try:
-            return BatchStatisticsPrior(model, recover_batch_statistics(model, update)), "on"
-        except StatisticsUnavailableError as exc:
-            return None, f"off: {exc}"
 
     def _optimise(
         self, problem: MatchingProblem, init: torch.Tensor, tv_weight: float

@@ -61,7 +61,7 @@ class ModelConfig:
     activation: str | None = None
     init: str = "default"
     stem: str = "auto"
-    """``resnet18``'s input stem: ``auto`` (CIFAR stem under 64 px a side), ``cifar``, ``imagenet``."""
+    """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
 
