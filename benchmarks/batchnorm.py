@@ -44,6 +44,7 @@ import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU
 from attacks import InterceptedUpdate, TrainingHyperparams, create_attack  # noqa: E402
 from attacks.base import execute_attack  # noqa: E402
 from attacks.types import Reconstruction  # noqa: E402
+from benchmarks.compare_breaching import print_table  # noqa: E402
 from clients.training import train_locally  # noqa: E402
 from simulator.metrics import compute_leakage  # noqa: E402
 from simulator.models import ModelSpec, build_model  # noqa: E402
@@ -200,13 +201,6 @@ def check(means: dict[tuple[str, int], list[float]], batch_sizes: list[int]) -> 
                 f"above: {beat}"
             )
     return 1 if failed else 0
-
-
-def print_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
-    cells = [header, *rows]
-    widths = [max(len(str(r[i])) for r in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":
