@@ -38,33 +38,21 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from skimage import data, transform  # noqa: E402
 
 import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
 from attacks import InterceptedUpdate, TrainingHyperparams, create_attack  # noqa: E402
 from attacks.base import execute_attack  # noqa: E402
 from attacks.types import Reconstruction  # noqa: E402
 from benchmarks.compare_breaching import print_table  # noqa: E402
+from benchmarks.photos import photo_batch  # noqa: E402
 from clients.training import train_locally  # noqa: E402
 from simulator.metrics import compute_leakage  # noqa: E402
 from simulator.models import ModelSpec, build_model  # noqa: E402
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
-"""scikit-image's bundled colour photographs (no download)."""
 SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 LR = 0.1
 MIN_GAIN_DB = 3.0
-
-
-def photo_batch(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` distinct photos at 32x32 and distinct labels, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    names = rng.choice(PHOTOS, size=size, replace=False)
-    images = [transform.resize(getattr(data, n)(), SHAPE[1:], anti_aliasing=True) for n in names]
-    inputs = np.stack([np.transpose(i, (2, 0, 1)) for i in images]).astype(np.float32)
-    labels = rng.choice(NUM_CLASSES, size=size, replace=False).astype(np.int64)
-    return inputs, labels
 
 
 def client_update(
@@ -138,7 +126,7 @@ def main() -> int:
     for batch in args.batch_sizes:
         for seed in args.seeds:
             model = build_model(ModelSpec("resnet18", SHAPE, NUM_CLASSES), seed=seed).train()
-            inputs, labels = photo_batch(batch, seed)
+            inputs, labels = photo_batch(batch, seed, crop=False)
             update, truth, truth_labels = client_update(model, inputs, labels, seed)
             runs = {
                 "fedleak IG + BN stats": lambda m=model, u=update, s=seed: run_fedleak(

@@ -15,17 +15,23 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immu
 
 
 def photo_batch(
-    size: int, seed: int, *, pixels: int = 32, num_classes: int = 10
+    size: int, seed: int, *, pixels: int = 32, num_classes: int = 10, crop: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` crops of distinct photos where possible, ``(B, 3, pixels, pixels)`` in [0, 1].
+    """``size`` photos, distinct where possible, ``(B, 3, pixels, pixels)`` in [0, 1].
 
-    Labels are distinct while ``size <= num_classes`` (drawn with ``seed``), else repeat.
+    ``crop``: a seeded crop of the photo downscaled to ``2 * pixels`` on its shorter side;
+    otherwise the whole photo squeezed to ``pixels`` x ``pixels``. Labels are distinct while
+    ``size <= num_classes`` (drawn with ``seed``), else they repeat.
     """
     rng = np.random.default_rng(seed)
     names = rng.choice(PHOTOS, size=size, replace=size > len(PHOTOS))
     crops = []
     for name in names:
         image = getattr(data, name)()[..., :3]
+        if not crop:
+            whole = transform.resize(image, (pixels, pixels), anti_aliasing=True)
+            crops.append(np.transpose(whole, (2, 0, 1)))
+            continue
         scale = 2 * pixels / min(image.shape[:2])
         shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
         small = transform.resize(image, shape, anti_aliasing=True)
