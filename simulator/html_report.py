@@ -21,7 +21,14 @@ from typing import Any
 import yaml
 
 from simulator.plots import ACCURACY_PLOT, LEAKAGE_METRICS, write_plots
-from simulator.results import STATUS_OK, LeakageRecord, RunPaths, read_jsonl_rows
+from simulator.results import (
+    STATUS_OK,
+    STATUS_TITLES,
+    LeakageRecord,
+    RunPaths,
+    describe_statuses,
+    read_jsonl_rows,
+)
 
 SERVER_KNOWLEDGE = (
     "the global model it sends each round",
@@ -256,14 +263,13 @@ def _summary(
     accuracy = [
         r["test_accuracy"] for r in training_rows if isinstance(r.get("test_accuracy"), float | int)
     ]
-    ok = sum(r.status == STATUS_OK for r in records)
     facts = [
         ("experiment", get("name")),
         ("data set", get("dataset", "name")),
         ("model", get("model", "name")),
         ("clients x rounds", f"{get('federation', 'num_clients')} x {get('federation', 'rounds')}"),
         ("training", get("federation", "mode")),
-        ("leakage rows", f"{len(records)} ({ok} ok)"),
+        ("leakage rows", describe_statuses(records)),
         ("final test accuracy", f"{accuracy[-1]:.3f}" if accuracy else "-"),
     ]
     head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
@@ -273,7 +279,8 @@ def _summary(
     ]
     if summary_rows:
         columns = list(summary_rows[0])
-        parts.append(_table(columns, ([row[c] for c in columns] for row in summary_rows), 2))
+        titles = [STATUS_TITLES.get(c, c) for c in columns]
+        parts.append(_table(titles, ([row[c] for c in columns] for row in summary_rows), 2))
     else:
         parts.append('<p class="muted">no leakage rows recorded</p>')
     problems = Counter(

@@ -16,19 +16,16 @@ from simulator.metrics import match_samples
 from simulator.privacy import write_run_privacy
 from simulator.results import (
     STATUS_OK,
+    STATUSES,
     LeakageRecord,
     RunPaths,
     read_jsonl_rows,
     read_leakage,
+    status_counts,
     write_csv,
 )
 
-SUMMARY_COLUMNS = (
-    "round",
-    "attack",
-    "updates",
-    "ok",
-    "failed",
+METRIC_COLUMNS = (
     "psnr_mean",
     "psnr_min",
     "psnr_init",
@@ -38,6 +35,10 @@ SUMMARY_COLUMNS = (
     "recovery",
     "time_s",
 )
+SUMMARY_COLUMNS = ("round", "attack", "updates", *STATUSES, *METRIC_COLUMNS)
+"""Columns of :func:`summarise` (a status no version knows yet adds its own column)."""
+TEXT_HEADERS = {"not_applicable": "n/a"}
+"""Shorter headers in the plain-text table, so it fits a terminal."""
 
 
 def _nanmean(values: list[float]) -> float:
@@ -46,20 +47,25 @@ def _nanmean(values: list[float]) -> float:
 
 
 def summarise(records: list[LeakageRecord]) -> list[dict[str, float | int | str]]:
-    """One row per (round, attack): counts and mean metrics over its successful attacks."""
+    """One row per (round, attack): a count per status and mean metrics over the ``ok`` rows.
+
+    Every status has its own column (``ok``, ``failed``, ``not_applicable``, ``timeout``,
+    ``skipped``, ``rejected``), so an attack that does not apply is never read as broken.
+    """
     groups: dict[tuple[int, str], list[LeakageRecord]] = defaultdict(list)
     for record in records:
         groups[(record.round, record.attack)].append(record)
+    every_status = list(status_counts(records))
     rows: list[dict[str, float | int | str]] = []
     for (server_round, attack), group in sorted(groups.items()):
         ok = [r for r in group if r.status == STATUS_OK]
+        counts = status_counts(group)
         rows.append(
             {
                 "round": server_round,
                 "attack": attack,
                 "updates": len(group),
-                "ok": len(ok),
-                "failed": len(group) - len(ok),
+                **{status: counts.get(status, 0) for status in every_status},
                 "psnr_mean": _nanmean([r.psnr_mean for r in ok]),
                 "psnr_min": min(
                     (r.psnr_min for r in ok if not math.isnan(r.psnr_min)), default=math.nan
@@ -89,8 +95,10 @@ def format_table(rows: list[dict[str, float | int | str]]) -> str:
             )
         return str(value)
 
-    table = [list(SUMMARY_COLUMNS)] + [[cell(row[c]) for c in SUMMARY_COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(SUMMARY_COLUMNS))]
+    columns = list(rows[0]) if rows else list(SUMMARY_COLUMNS)
+    table = [[TEXT_HEADERS.get(c, c) for c in columns]]
+    table += [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     lines = [
         "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
         for line in table
@@ -172,6 +180,7 @@ def build_report(paths: RunPaths) -> str:
     write_csv(paths.leakage_csv, [asdict(r) for r in records])
     write_csv(paths.training_csv, read_jsonl_rows(paths.training_jsonl))
     rows = summarise(records)
+    write_csv(paths.summary_csv, [dict(row) for row in rows])
     table = format_table(rows)
     paths.summary.write_text(table + "\n", encoding="utf-8")
     try:
