@@ -39,7 +39,7 @@ def test_secagg_run_records_attacks_on_the_aggregate_only(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for r in range(1, ROUNDS + 1):
         assert f"round {r}/{ROUNDS} | clients trained {CLIENTS} (secure aggregate)" in proc.stdout
-    (run_dir,) = (tmp_path / "default").iterdir()
+    (run_dir,) = (c.parent for c in tmp_path.glob("*/*/config.yaml"))  # named by its settings
     rows = read_leakage(run_dir / "leakage.jsonl")
     assert [(r.round, r.node_id, r.client) for r in rows] == [
         (r, keys.AGGREGATE_NODE_ID, -1) for r in range(1, ROUNDS + 1)
