@@ -200,6 +200,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the end-of-run report computes beyond the recorded rows."""
+
+    lpips_weights: str | None = None
+    """torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``), or a folder
+    holding it, for LPIPS; ``None``: ``$TORCH_HOME/hub/checkpoints/``. Never downloaded."""
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One fedleak experiment, fully resolved."""
 
@@ -213,6 +222,7 @@ class ExperimentConfig:
     attack: AttackSelection = field(default_factory=AttackSelection)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML-ready)."""

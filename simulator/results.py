@@ -199,6 +199,17 @@ def read_leakage(path: Path) -> list[LeakageRecord]:
     return records
 
 
+def read_run_config(paths: RunPaths) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` as a mapping (empty when missing or unreadable)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
     """Plain dict rows of a JSONL file; a torn last line is skipped."""
     if not path.is_file():
