@@ -12,8 +12,9 @@ import yaml
 
 from simulator import exit_codes
 from simulator.compose import load_experiment
-from simulator.config import ConfigError
+from simulator.config import ConfigError, ExperimentConfig
 from simulator.deploy import add_deploy_parser
+from simulator.results import RunPaths
 
 
 def _error(message: str, code: int) -> int:
@@ -21,15 +22,60 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int] | int:
+    """The experiment of ``fedleak run`` (fresh or resumed), or the exit code of its error."""
+    from simulator.resume import prepare_resume
+    from simulator.sweep import sweep_overrides
+
+    try:
+        if args.resume is None:
+            if sweeps := sweep_overrides(args.overrides):
+                return _error(
+                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
+                    "every combination: fedleak run -m " + " ".join(args.overrides),
+                    exit_codes.CONFIG_ERROR,
+                )
+            return load_experiment(args.overrides), None, 1
+        if args.overrides:
+            return _error(
+                "--resume takes no overrides: the run's config.yaml is used",
+                exit_codes.CONFIG_ERROR,
+            )
+        return prepare_resume(Path(args.resume))
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    except FileNotFoundError as exc:
+        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
+
+
+def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
+    """Fail before anything starts when the data, the settings or the machine are not right.
+
+    Returns the start-up warnings (printed here), or the exit code of the first error.
+    """
     from simulator.datasets import DatasetUnavailableError
     from simulator.experiment_data import cached_splits
-    from simulator.preflight import PreflightError, preflight
-    from simulator.resume import prepare_resume
+    from simulator.preflight import PreflightError, partition_sizes, preflight
+    from simulator.setting_warnings import DataFacts, startup_warnings
+
+    try:
+        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+        preflight(cfg)
+        warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+    except DatasetUnavailableError as exc:
+        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
+    for line in warnings:
+        print(f"fedleak: warning: {line}", file=sys.stderr)
+    return warnings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.rundir import create_run_dir
+    from simulator.setting_warnings import write_warnings
     from simulator.simulation import run_in_simulation
 
-    start_round = 1
     if args.multirun:
         if args.resume is not None:
             return _error(
@@ -38,37 +84,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from simulator.sweep import multirun
 
         return multirun(args.overrides, verbose=args.verbose)
-    try:
-        if args.resume is not None:
-            if args.overrides:
-                return _error(
-                    "--resume takes no overrides: the run's config.yaml is used",
-                    exit_codes.CONFIG_ERROR,
-                )
-            cfg, paths, start_round = prepare_resume(Path(args.resume))
-        else:
-            from simulator.sweep import sweep_overrides
-
-            if sweeps := sweep_overrides(args.overrides):
-                return _error(
-                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
-                    "every combination: fedleak run -m " + " ".join(args.overrides),
-                    exit_codes.CONFIG_ERROR,
-                )
-            cfg = load_experiment(args.overrides)
-    except ConfigError as exc:
-        return _error(str(exc), exit_codes.CONFIG_ERROR)
-    except FileNotFoundError as exc:
-        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
-    try:  # fail before anything starts when the data or the machine is not right
-        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
-        preflight(cfg)
-    except DatasetUnavailableError as exc:
-        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
-    except PreflightError as exc:
-        return _error(str(exc), exc.exit_code)
-    if args.resume is None:
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    cfg, paths, start_round = loaded
+    warnings = _check_before_start(cfg)
+    if isinstance(warnings, int):
+        return warnings
+    if paths is None:
         paths = create_run_dir(cfg)
+        write_warnings(paths.root, warnings)
         print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
     elif start_round > cfg.federation.rounds:
         print(f"fedleak: {paths.root} completed all {cfg.federation.rounds} rounds")
