@@ -38,11 +38,10 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigErro
             first_line = message.splitlines()[0]
             return ConfigError([f"{group}: {choice!r} is not one of {options} ({first_line})"])
     if "not in struct" in message or "Could not override" in message:
+        from simulator.key_hints import schema_keys, unknown_key_message
+
         key = message.split("'")[1] if "'" in message else "?"
-        first_line = message.splitlines()[0]
-        return ConfigError(
-            [f"{key}: unknown key ({first_line}); add new entries with '+{key}=...'"]
-        )
+        return ConfigError([unknown_key_message(key, schema_keys(ExperimentConfig))])
     return ConfigError([f"overrides {list(overrides)}: {message.splitlines()[0]}"])
 
 

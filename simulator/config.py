@@ -273,7 +273,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in sorted(set(data) - fields):
-        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+        from simulator.key_hints import schema_keys, unknown_key_message
+
+        accepted = [f"{prefix}{k}" for k in schema_keys(cls)]
+        problems.append(unknown_key_message(f"{prefix}{key}", accepted))
     kwargs: dict[str, Any] = {}
     for name in fields & set(data):
         tp = hints[name]
