@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from simulator import exit_codes
 from simulator.compose import load_experiment
 from simulator.config import ConfigError, ExperimentConfig
 from simulator.deploy import add_deploy_parser
+from simulator.failures import FAILURES_LOG, short_message
 from simulator.results import RunPaths
 
 
@@ -105,9 +107,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         code = exit_codes.RUN_FAILED
         if any("TooFewValidRepliesError" in type(e).__name__ for e in _chain(exc)):
             code = exit_codes.TOO_FEW_VALID_REPLIES
+        log = paths.root / FAILURES_LOG
+        with log.open("a", encoding="utf-8") as handle:  # the whole of it, for the record
+            handle.write("--- fedleak run failed\n" + "".join(traceback.format_exception(exc)))
         return _error(
-            f"run failed: {_root_cause(exc)}; rows written so far are in {paths.root} "
-            f"(rebuild its report with: fedleak report {paths.root})",
+            f"run failed: {short_message(_root_cause(exc), log)}\nrows written so far are in "
+            f"{paths.root} (rebuild its report with: fedleak report {paths.root})",
             code,
         )
     return exit_codes.OK
