@@ -81,6 +81,8 @@ def _privacy_budget(paths: RunPaths) -> str:
         budget = json.loads(paths.privacy.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ""
+    if isinstance(budget, dict):  # 4.411e+04, not 44111.77825757886
+        budget = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in budget.items()}
     return "<h3>Privacy budget spent (local DP)</h3>" + tree(budget)
 
 

@@ -266,9 +266,12 @@ def test_threat_model_names_unknown_attacks_and_disclosures(tmp_path: Path) -> N
     page = render_html(_run_dir(tmp_path, [], [], config), [], [], {})
     assert "only the round&#x27;s aggregate" in page and "each client&#x27;s reply" not in page
     paths = RunPaths(tmp_path)
-    paths.privacy.write_text(json.dumps({"epsilon": 12.5, "delta": 1e-5}))
+    paths.privacy.write_text(json.dumps({"epsilon": 44111.77825757886, "delta": 1e-5}))
     page = render_html(paths, [], [], {})
-    assert "<h3>Privacy budget spent (local DP)</h3>" in page and "12.5" in page
+    assert "<h3>Privacy budget spent (local DP)</h3>" in page and "4.411e+04" in page
+    assert "44111.77" not in page
+    facts = page[page.index('id="facts"') :]
+    assert "<th>epsilon</th><td>4.41e+04 at delta 1e-05 after - round(s): no meaningful" in facts
     assert "<h3>Disclosed beyond a plain Flower server</h3><p><code>labels</code>" in page
 
 
