@@ -22,7 +22,13 @@ DEFENSE_TITLES = {
     "quantize": "quantisation",
     "secagg": "secure aggregation",
 }
-DEFENSE_SETTINGS = {"dp": ("noise", "clip"), "prune": ("fraction",), "quantize": ("bits",)}
+DEFENSE_SETTINGS = {
+    "dp": "noise {noise:g}, clip {clip:g}",
+    "prune": "fraction {fraction:g}",
+    "quantize": "{bits} bits",
+    "secagg": "{num_shares} shares, threshold {reconstruction_threshold}",
+}
+"""How each defense's strength reads (its settings that matter)."""
 
 
 def enabled_defenses(config: Mapping[str, Any]) -> list[str]:
@@ -40,9 +46,11 @@ def enabled_defenses(config: Mapping[str, Any]) -> list[str]:
 def defense_title(config: Mapping[str, Any], name: str) -> str:
     """``local DP (noise 0.01, clip 1)``: the defense and the settings that set its strength."""
     settings = config.get("defense", {}).get(name, {})
-    shown = [f"{k} {settings[k]:g}" for k in DEFENSE_SETTINGS.get(name, ()) if k in settings]
     title = DEFENSE_TITLES.get(name, name)
-    return f"{title} ({', '.join(shown)})" if shown else title
+    try:
+        return f"{title} ({DEFENSE_SETTINGS[name].format(**settings)})"
+    except (KeyError, ValueError, TypeError):  # a defense or a settings file of another version
+        return title
 
 
 def owner_label(record: LeakageRecord) -> str:

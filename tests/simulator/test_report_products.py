@@ -179,15 +179,16 @@ def test_a_defended_run_whose_attacks_still_recover_data_says_so() -> None:
     config["defense"]["secagg"]["enabled"] = True
     (line,) = defended_leaks(config, [_aggregate_row(1.0)])
     assert line.startswith(
-        "secure aggregation did not protect the data: the aggregate of 4 clients was "
-        "reconstructed at 74.5 dB in round 2 (inverting_gradients, 4 of 4 samples recovered)"
+        "secure aggregation (3 shares, threshold 2) did not protect the data: the aggregate "
+        "of 4 clients was reconstructed at 74.5 dB in round 2 (inverting_gradients, 4 of 4 "
+        "samples recovered)"
     )
     assert defended_leaks(config, [_aggregate_row(0.25)]) == []  # 1 of 4: not reconstructed
     undefended = ExperimentConfig().to_dict()
     assert defended_leaks(undefended, [_aggregate_row(1.0)]) == []  # nothing to judge
     config["defense"]["dp"] |= {"enabled": True, "noise": 0.01, "clip": 0.1}
     (line,) = defended_leaks(config, [_aggregate_row(1.0)])
-    assert line.startswith("local DP (noise 0.01, clip 0.1) + secure aggregation did not")
+    assert line.startswith("local DP (noise 0.01, clip 0.1) + secure aggregation (3 shares")
 
 
 def test_client_leakage_puts_the_client_that_leaks_most_first() -> None:
