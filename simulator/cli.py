@@ -59,11 +59,15 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
     from simulator.experiment_data import cached_splits
     from simulator.preflight import PreflightError, partition_sizes, preflight
     from simulator.setting_warnings import DataFacts, startup_warnings
+    from simulator.trainability import check_model_trains
 
     try:
         cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
         preflight(cfg)
+        check_model_trains(cfg)
         warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
     except DatasetUnavailableError as exc:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
     except PreflightError as exc:

@@ -27,6 +27,7 @@ from simulator.choices import (
     accepted_inits,
     accepted_models,
     accepted_partitioners,
+    accepted_stems,
     attack_requirements,
 )
 
@@ -59,6 +60,8 @@ class ModelConfig:
     width: int | None = None
     activation: str | None = None
     init: str = "default"
+    stem: str = "auto"
+    """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
 
@@ -318,6 +321,12 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
         *_choice("model.name", cfg.model.name, accepted_models()),
         *_choice("model.init", cfg.model.init, accepted_inits()),
+        *_choice("model.stem", cfg.model.stem, accepted_stems()),
+        *(
+            [f"model.stem: {cfg.model.stem!r} applies to model=resnet18 only; leave it 'auto'"]
+            if cfg.model.stem != "auto" and cfg.model.name != "resnet18"
+            else []
+        ),
         *(
             _choice("model.activation", cfg.model.activation, accepted_activations())
             if cfg.model.activation is not None
