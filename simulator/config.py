@@ -203,6 +203,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the end-of-run report computes beyond the recorded rows."""
+
+    lpips_weights: str | None = None
+    """torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``), or a folder
+    holding it, for LPIPS; ``None``: ``$TORCH_HOME/hub/checkpoints/``. Never downloaded."""
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One fedleak experiment, fully resolved."""
 
@@ -216,6 +225,7 @@ class ExperimentConfig:
     attack: AttackSelection = field(default_factory=AttackSelection)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML-ready)."""
@@ -266,7 +276,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in sorted(set(data) - fields):
-        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+        from simulator.key_hints import schema_keys, unknown_key_message
+
+        accepted = [f"{prefix}{k}" for k in schema_keys(cls)]
+        problems.append(unknown_key_message(f"{prefix}{key}", accepted))
     kwargs: dict[str, Any] = {}
     for name in fields & set(data):
         tp = hints[name]

@@ -45,7 +45,7 @@ def test_resnet18_on_lfw_trains_and_every_attack_gives_a_row(tmp_path: Path, bat
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = (tmp_path / "default").iterdir()
+    (run_dir,) = (c.parent for c in tmp_path.glob("*/*/config.yaml"))  # named by its settings
     rows = read_leakage(run_dir / "leakage.jsonl")
     assert {r.attack for r in rows} == {"analytic", "inverting_gradients", "idlg"}
     assert len(rows) == 2 * 3
