@@ -73,6 +73,7 @@ def train(msg: Message, context: Context) -> Message:
         width=setup.model_width,
         activation=setup.model_activation,
         init=setup.model_init,
+        stem=setup.model_stem,
     )
     model = build_model(spec)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]

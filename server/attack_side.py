@@ -33,6 +33,7 @@ def experiment_model(cfg: ExperimentConfig) -> tuple[ModelSpec, DatasetSplits]:
         width=cfg.model.width,
         activation=cfg.model.activation,
         init=cfg.model.init,
+        stem=cfg.model.stem,
     )
     return spec, splits
 

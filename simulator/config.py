@@ -27,6 +27,7 @@ from simulator.choices import (
     accepted_inits,
     accepted_models,
     accepted_partitioners,
+    accepted_stems,
     attack_requirements,
 )
 
@@ -59,6 +60,8 @@ class ModelConfig:
     width: int | None = None
     activation: str | None = None
     init: str = "default"
+    stem: str = "auto"
+    """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
 
@@ -200,6 +203,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the end-of-run report computes beyond the recorded rows."""
+
+    lpips_weights: str | None = None
+    """torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``), or a folder
+    holding it, for LPIPS; ``None``: ``$TORCH_HOME/hub/checkpoints/``. Never downloaded."""
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One fedleak experiment, fully resolved."""
 
@@ -213,6 +225,7 @@ class ExperimentConfig:
     attack: AttackSelection = field(default_factory=AttackSelection)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML-ready)."""
@@ -263,7 +276,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in sorted(set(data) - fields):
-        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+        from simulator.key_hints import schema_keys, unknown_key_message
+
+        accepted = [f"{prefix}{k}" for k in schema_keys(cls)]
+        problems.append(unknown_key_message(f"{prefix}{key}", accepted))
     kwargs: dict[str, Any] = {}
     for name in fields & set(data):
         tp = hints[name]
@@ -305,6 +321,12 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
         *_choice("model.name", cfg.model.name, accepted_models()),
         *_choice("model.init", cfg.model.init, accepted_inits()),
+        *_choice("model.stem", cfg.model.stem, accepted_stems()),
+        *(
+            [f"model.stem: {cfg.model.stem!r} applies to model=resnet18 only; leave it 'auto'"]
+            if cfg.model.stem != "auto" and cfg.model.name != "resnet18"
+            else []
+        ),
         *(
             _choice("model.activation", cfg.model.activation, accepted_activations())
             if cfg.model.activation is not None

@@ -43,6 +43,7 @@ def model_spec_for(
     width: int | None,
     activation: str | None,
     init: str,
+    stem: str = "auto",
 ) -> ModelSpec:
     """The architecture for ``dataset``'s input shape and number of classes."""
     return ModelSpec(
@@ -52,6 +53,7 @@ def model_spec_for(
         activation=activation,
         init=init,
         width=width,
+        stem=stem,
     )
 
 

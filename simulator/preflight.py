@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 
 from simulator import exit_codes
@@ -66,7 +67,56 @@ def check_model_weights(cfg: ExperimentConfig) -> None:
         )
 
 
+def partition_sizes(cfg: ExperimentConfig) -> tuple[int, ...]:
+    """The number of training samples of each client, as the clients will partition them.
+
+    Raises
+    ------
+    PreflightError
+        (exit code ``CONFIG_ERROR``) when some client would get no sample: more clients
+        than training samples, or a Dirichlet draw that leaves a client empty. Every client
+        would otherwise fail inside the simulation, one traceback each.
+    """
+    from simulator.experiment_data import cached_partitions, cached_splits
+
+    data, fed = cfg.dataset, cfg.federation
+    train = cached_splits(data.name, data.data_dir, cfg.seed, data.test_fraction).train
+    if fed.num_clients > len(train.labels):
+        raise PreflightError(
+            f"federation.num_clients={fed.num_clients} is more than the {len(train.labels)} "
+            f"training samples of dataset.name={data.name}: every client needs at least one "
+            f"sample; use federation.num_clients <= {len(train.labels)}",
+            exit_codes.CONFIG_ERROR,
+        )
+    try:
+        with warnings.catch_warnings():  # flwr-datasets warns once per redraw, alpha list and all
+            warnings.simplefilter("ignore")
+            parts = cached_partitions(
+                data.name,
+                data.data_dir,
+                cfg.seed,
+                data.test_fraction,
+                fed.num_clients,
+                fed.partitioner,
+                fed.alpha,
+            )
+    except ValueError as exc:
+        raise PreflightError(
+            f"federation.partitioner={fed.partitioner} with federation.alpha={fed.alpha:g} "
+            f"cannot give each of federation.num_clients={fed.num_clients} clients a sample "
+            f"({str(exc).splitlines()[0]}); raise federation.alpha or lower "
+            "federation.num_clients",
+            exit_codes.CONFIG_ERROR,
+        ) from None
+    return tuple(len(part) for part in parts)
+
+
+def check_partitions(cfg: ExperimentConfig) -> None:
+    """Every client gets at least one training sample (see :func:`partition_sizes`)."""
+    partition_sizes(cfg)
+
+
 def preflight(cfg: ExperimentConfig) -> None:
     """Run every check; the first failure raises :class:`PreflightError`."""
-    for check in (check_cuda, check_ray_address, check_model_weights):
+    for check in (check_cuda, check_ray_address, check_model_weights, check_partitions):
         check(cfg)
