@@ -25,7 +25,7 @@ from attacks.dlg import (
     statistics_prior,
     uniform_dummy,
 )
-from attacks.labels import infer_labels
+from attacks.label_restoration import infer_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
 

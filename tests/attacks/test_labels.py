@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.labels import find_last_layer, idlg_label, infer_label_counts, infer_labels
+from attacks.label_restoration import infer_labels
+from attacks.labels import find_last_layer, idlg_label, infer_label_counts
 from attacks.losses import model_gradient, training_loss
 from attacks.types import InterceptedUpdate, TrainingHyperparams
 
