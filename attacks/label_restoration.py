@@ -171,24 +171,34 @@ def _confidence(scored: dict[tuple[int, ...], float], best: np.ndarray) -> np.nd
     return np.clip(np.array(per_label), 0.0, 1.0)
 
 
+def _estimate_only(labels: np.ndarray, signal: np.ndarray) -> LabelRestoration:
+    """The count estimate alone: a class's first label is certain when its gradient is
+    negative (the sign rule), every other label a guess (confidence 0.5)."""
+    confidence = np.full(len(labels), 0.5)
+    first = np.r_[True, labels[1:] != labels[:-1]]
+    confidence[first & (signal[labels] < 0)] = 1.0
+    return LabelRestoration(labels, confidence, math.nan, False)
+
+
 def restore_label_counts(layer: LogitLayer, batch_size: int) -> LabelRestoration:
     """Restore the batch's label multiset from its logit layer (module docstring).
 
-    Without the layer's weights (or its bias gradient) only the uniform-prediction estimate
-    of :func:`attacks.labels.infer_label_counts` is available; it is returned with
-    confidence from nothing but its own margin (``nan`` residual).
+    Without the layer's weights (or its bias gradient), or with more classes present than
+    the class-wise model can fit, only the uniform-prediction estimate of
+    :func:`attacks.labels.infer_label_counts` is available (``nan`` residual).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     uniform = infer_label_counts(layer.weight_grad, layer.bias_grad, batch_size)
     start = np.bincount(uniform, minlength=layer.weight_grad.shape[0])
-    if layer.weight is None or layer.bias_grad is None:
-        return LabelRestoration(uniform, np.ones(batch_size), math.nan, False)
     signal = class_gradient(layer.weight_grad, layer.bias_grad).numpy()
+    if layer.weight is None or layer.bias_grad is None:
+        return _estimate_only(uniform, signal)
     present = np.argsort(signal, kind="stable")[: int((signal < 0).sum())]
     scored: dict[tuple[int, ...], float] = {}
 
     def score(counts: np.ndarray) -> float:
+        """The misfit of ``counts``, fitted once."""
         key = tuple(int(v) for v in counts)
         if key not in scored:
             scored[key] = _fit_residual(layer, counts)
@@ -197,7 +207,7 @@ def restore_label_counts(layer: LogitLayer, batch_size: int) -> LabelRestoration
     candidates = [start, _pseudo_inverse_counts(layer, batch_size, present)]
     best = min(candidates, key=lambda counts: np.nan_to_num(score(counts), nan=np.inf))
     if math.isnan(score(best)):
-        return LabelRestoration(uniform, np.ones(batch_size), math.nan, False)
+        return _estimate_only(uniform, signal)
     for _ in range(_SEARCH_ROUNDS):
         if score(best) <= _EXACT:
             break

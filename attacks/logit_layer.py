@@ -58,6 +58,7 @@ def solve_inputs(
 
 
 def label_groups(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct classes, each sample's index among them, and float64 counts per class."""
     classes, inverse, counts = torch.unique(labels.long(), return_inverse=True, return_counts=True)
     return classes, inverse, counts.double()
 

@@ -210,6 +210,8 @@ def test_restoration_without_a_bias_falls_back_to_the_count_estimate() -> None:
     restored = restore_labels(model, sgd_update(model, x, torch.tensor([0, 3, 3, 9])))
     assert restored.labels.tolist() == [0, 3, 3, 9]
     assert math.isnan(restored.residual) and not restored.exact
+    # each class's first label is certain by the sign rule; the repeated 3 is a guess
+    assert restored.confidence.tolist() == [1.0, 1.0, 0.5, 1.0]
 
 
 def test_inexact_fits_spread_their_confidence() -> None:
