@@ -187,6 +187,7 @@ def trajectory_table(args: argparse.Namespace, images: torch.Tensor, labels: tor
 
 
 def main() -> None:
+    """Parse the options, print the chosen table, exit 1 when its claim does not hold."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trajectory", action="store_true", help="the mlp across training")
     parser.add_argument("--batch-size", type=int, default=None, help="50 (fcnn), 8 (trajectory)")
