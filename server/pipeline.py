@@ -198,8 +198,8 @@ class AttackPipeline:
                 self.recorded += 1
                 self.skipped += 1
                 return False
-            self._record(self.pool.poll())  # wait: training never waits, only this thread
-            time.sleep(self._interval)
+            # wait: training never waits, only this thread; wakes when an attack ends
+            self._record(self.pool.poll(self._interval))
         return True
 
     def _record_rejected(self, rejected: RejectedReplies) -> None:
@@ -277,8 +277,10 @@ class AttackPipeline:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._drain_inbox()
-            self._record(self.pool.poll())
-            self._stop.wait(self._interval)
+            if self.pool.pending:  # wake as soon as an attack ends, not a fixed interval later
+                self._record(self.pool.poll(self._interval))
+            else:
+                self._stop.wait(self._interval)
 
     # ------------------------------------------------------------------ end of run
     def finish(self, timeout_s: float) -> None:
@@ -289,7 +291,7 @@ class AttackPipeline:
         self._thread.join()
         self._drain_inbox()
         while self.pool.pending and time.monotonic() < deadline:
-            self._record(self.pool.poll())  # each row lands on disk as soon as it exists
-            time.sleep(self._interval)
+            # each row lands on disk as soon as it exists
+            self._record(self.pool.poll(max(0.0, min(self._interval, deadline - time.monotonic()))))
         self._record(self.pool.drain(max(0.0, deadline - time.monotonic())))
         self.pool.shutdown()

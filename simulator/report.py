@@ -105,24 +105,23 @@ def _as_display(sample: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.transpose(image[:3], (1, 2, 0))
 
 
-def write_round_grid(
+GRID_COLUMNS = 16
+"""Samples shown per round grid at most (the first nodes' first samples): a wider grid is
+unreadable, and drawing one column per update of a 64-client round took seconds."""
+
+
+def _grid_columns(
     paths: RunPaths, server_round: int, records: list[LeakageRecord]
-) -> Path | None:
-    """Truth in the top row, each attack's matched reconstruction below.
-
-    Returns ``None`` when there is nothing to show (no audited images).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+) -> tuple[list[str], list[tuple[np.ndarray, dict[str, np.ndarray]]]] | None:
+    """(attacks, [(truth sample, {attack: matched reconstruction})]); ``None``: not images."""
     audit = AuditStore(paths.audit)
     ok = [r for r in records if r.round == server_round and r.status == STATUS_OK]
     nodes = sorted({r.node_id for r in ok if audit.has(server_round, r.node_id)})
     attacks = sorted({r.attack for r in ok})
     columns: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for node in nodes:
+        if len(columns) >= GRID_COLUMNS:
+            break
         truth = audit.read(server_round, node).inputs
         if truth.ndim != 4:
             return None
@@ -136,25 +135,59 @@ def write_round_grid(
                 aligned = np.full_like(truth, np.nan)
                 aligned[t_idx] = recon[r_idx]
                 recon_by_attack[attack] = aligned
-        for i in range(min(len(truth), 8)):
+        for i in range(min(len(truth), 8, GRID_COLUMNS - len(columns))):
             columns.append((truth[i], {a: v[i] for a, v in recon_by_attack.items()}))
-    if not columns:
-        return None
+    return attacks, columns
+
+
+def _mosaic(
+    attacks: list[str], columns: list[tuple[np.ndarray, dict[str, np.ndarray]]]
+) -> np.ndarray:
+    """One RGB image: truth row above one row per attack, 1-pixel white gaps, blank cells
+    where an attack has no reconstruction of that sample."""
+    first = _as_display(columns[0][0])
+    height, width = first.shape[:2]
     rows = 1 + len(attacks)
-    fig, axes = plt.subplots(
-        rows, len(columns), figsize=(1.2 * len(columns) + 1, 1.3 * rows), squeeze=False
-    )
+    mosaic = np.ones(((height + 1) * rows - 1, (width + 1) * len(columns) - 1, 3))
     for col, (truth_sample, recons) in enumerate(columns):
-        axes[0][col].imshow(_as_display(truth_sample), cmap="gray", vmin=0, vmax=1)
-        for row, attack in enumerate(attacks, start=1):
-            if attack in recons and not np.isnan(recons[attack]).any():
-                axes[row][col].imshow(_as_display(recons[attack]), cmap="gray", vmin=0, vmax=1)
-    for row, label in enumerate(["truth", *attacks]):
-        axes[row][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"round {server_round}: truth (top) vs reconstruction", fontsize=9)
+        cells = [truth_sample, *(recons.get(a) for a in attacks)]
+        for row, cell in enumerate(cells):
+            if cell is None or np.isnan(cell).any():
+                continue
+            image = _as_display(cell)
+            y, x = row * (height + 1), col * (width + 1)
+            mosaic[y : y + height, x : x + width] = image if image.ndim == 3 else image[..., None]
+    return mosaic
+
+
+def write_round_grid(
+    paths: RunPaths, server_round: int, records: list[LeakageRecord]
+) -> Path | None:
+    """Truth in the top row, each attack's matched reconstruction below (at most
+    :data:`GRID_COLUMNS` samples), drawn as one image.
+
+    Returns ``None`` when there is nothing to show (no audited images).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = _grid_columns(paths, server_round, records)
+    if found is None or not found[1]:
+        return None
+    attacks, columns = found
+    mosaic = _mosaic(attacks, columns)
+    rows = 1 + len(attacks)
+    fig, ax = plt.subplots(figsize=(0.6 * len(columns) + 1, 0.7 * rows + 0.5))
+    ax.imshow(mosaic, vmin=0, vmax=1, interpolation="nearest")
+    cell_height = (mosaic.shape[0] + 1) / rows
+    ax.set_yticks([cell_height * (r + 0.5) - 1 for r in range(rows)], ["truth", *attacks])
+    ax.tick_params(axis="y", length=0, labelsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"round {server_round}: truth (top) vs reconstruction", fontsize=9)
     paths.grids.mkdir(parents=True, exist_ok=True)
     target = paths.grids / f"round_{server_round:04d}.png"
     fig.savefig(target, dpi=100, bbox_inches="tight")
