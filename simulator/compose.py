@@ -9,7 +9,8 @@ from typing import Any
 
 from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
 
-GROUPS = ("dataset", "model", "federation", "attack", "defense", "pool")
+GROUPS = ("dataset", "model", "federation", "attack", "defense", "pool", "experiment")
+"""Config groups; ``experiment`` presets are added with ``+experiment=NAME``."""
 
 
 def config_dir() -> Path:
@@ -31,7 +32,10 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigErro
     message = str(exc)
     for group in GROUPS:
         if f"'{group}/" in message or f"In '{group}'" in message:
-            choice = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), "?")
+            choice = next(
+                (o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith(f"{group}=")),
+                "?",
+            )
             options = _group_options(group)
             first_line = message.splitlines()[0]
             return ConfigError([f"{group}: {choice!r} is not one of {options} ({first_line})"])
