@@ -35,9 +35,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return _error(
                 "--resume resumes one run; it does not combine with -m", exit_codes.CONFIG_ERROR
             )
+        if args.jobs < 1:
+            return _error(f"--jobs must be >= 1, got {args.jobs}", exit_codes.CONFIG_ERROR)
         from simulator.sweep import multirun
 
-        return multirun(args.overrides, verbose=args.verbose)
+        return multirun(
+            args.overrides, verbose=args.verbose, jobs=args.jobs, ray_address=args.ray_address
+        )
+    if args.jobs != 1 or args.ray_address is not None:
+        return _error(
+            "--jobs and --ray-address run the jobs of a sweep; add -m (--multirun)",
+            exit_codes.CONFIG_ERROR,
+        )
     try:
         if args.resume is not None:
             if args.overrides:
@@ -148,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "-m", "--multirun", action="store_true", help="sweep: run every combination (a=1,2 b=x,y)"
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with -m: run N sweep jobs at once (default 1)",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="URL",
+        help="with -m: submit every job to the Ray cluster whose job server is at URL "
+        "(e.g. http://head:8265) instead of running it here",
     )
     run.set_defaults(func=_cmd_run)
     sweep_report = sub.add_parser("sweep-report", help="rebuild the summary of a sweep directory")

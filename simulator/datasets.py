@@ -8,6 +8,9 @@ shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no netw
   of Eloul et al., seed 004); the first 100 are faces (label 1), the last 100 non-faces cut
   from the backgrounds of the same photos (label 0).
 
+- ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos
+  (:data:`PHOTOS`), one class per photo: CIFAR-like inputs for the attacks, offline.
+
 ``mnist``, ``fashion_mnist`` and ``cifar10`` come from ``torchvision.datasets`` and are
 downloaded into ``data_dir`` on first use; offline that fails with
 :class:`DatasetUnavailableError`.
@@ -24,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_DATASET",
+    "PHOTOS",
     "ArrayDataset",
     "DatasetLoader",
     "DatasetSplits",
@@ -36,7 +40,7 @@ __all__ = [
 DEFAULT_DATASET = "digits"
 """The data set used when an experiment names none (ships with scikit-learn, no network)."""
 
-_OFFLINE_SETS = "dataset=digits or dataset=lfw"
+_OFFLINE_SETS = "dataset=digits, dataset=lfw or dataset=photos"
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -203,6 +207,33 @@ def _load_lfw(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
     return _stratified_splits("lfw", images[:, None], labels, 2, seed, test_fraction)
 
 
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+"""scikit-image's bundled colour photographs (shipped in the wheel, no download)."""
+_CROP = 32
+_CROPS_ACROSS = 4
+"""Each photo is scaled so its shorter side holds this many crops."""
+
+
+def _load_photos(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    from skimage import data, transform
+
+    inputs, labels = [], []
+    for label, name in enumerate(PHOTOS):
+        image = getattr(data, name)()[..., :3]
+        scale = _CROPS_ACROSS * _CROP / min(image.shape[:2])
+        shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+        small = transform.resize(image, shape, anti_aliasing=True)  # floats in [0, 1]
+        for top in range(0, shape[0] - _CROP + 1, _CROP):
+            for left in range(0, shape[1] - _CROP + 1, _CROP):
+                crop = small[top : top + _CROP, left : left + _CROP]
+                inputs.append(np.transpose(crop, (2, 0, 1)))
+                labels.append(label)
+    images = np.clip(np.stack(inputs), 0.0, 1.0)
+    return _stratified_splits(
+        "photos", images, np.asarray(labels), len(PHOTOS), seed, test_fraction
+    )
+
+
 def _to_nchw(data: Any) -> np.ndarray:
     array = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
     if array.ndim == 3:  # (N, H, W) grayscale
@@ -239,6 +270,7 @@ def _torchvision_loader(name: str, class_name: str, num_classes: int) -> Dataset
 
 register_dataset("digits", _load_digits)
 register_dataset("lfw", _load_lfw)
+register_dataset("photos", _load_photos)
 register_dataset("mnist", _torchvision_loader("mnist", "MNIST", 10))
 register_dataset("fashion_mnist", _torchvision_loader("fashion_mnist", "FashionMNIST", 10))
 register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))

@@ -1,11 +1,13 @@
-"""A tiny real sweep: 2 settings x 2 seeds of one round, each a whole federation."""
+"""A tiny real sweep: 2 settings x 2 seeds of one round, each a whole federation, 2 at a time."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,15 +30,20 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
         "federation.num_clients=2",
         "attack=analytic",
     ]
+    start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", "-m", *overrides],
+        [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", "2", *overrides],
         capture_output=True,
         text=True,
         timeout=900,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "default").glob("sweep-*")
+    assert "4 runs, 2 at a time (here)" in proc.stdout
+    jobs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("job-*/job.json"))]
+    assert sum(j["elapsed_s"] for j in jobs) > 1.2 * wall  # two federations at a time
     assert "leakage_psnr" in proc.stdout and "defense=dp defense.dp.noise=0.1" in proc.stdout
 
     with (sweep_dir / SWEEP_CSV).open() as handle:
