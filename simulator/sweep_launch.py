@@ -116,12 +116,13 @@ class RayJobLauncher:
         self.submitted: list[str] = []
 
     def __call__(self, overrides: list[str], job_dir: Path) -> int:
-        entrypoint = shlex.join(run_command(overrides, self._python, self._verbose))
+        # The environment goes on the command line, not into the job's runtime_env: the run
+        # sets PYTHONPATH in its own ray.init runtime_env, and Ray refuses to merge the two.
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        command = run_command(overrides, self._python, self._verbose)
+        entrypoint = shlex.join(["env", f"PYTHONPATH={pythonpath}", "PYTHONUNBUFFERED=1", *command])
         job_id = self._client.submit_job(
-            entrypoint=entrypoint,
-            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}},
-            metadata={"fedleak_job_dir": str(job_dir)},
+            entrypoint=entrypoint, metadata={"fedleak_job_dir": str(job_dir)}
         )
         self.submitted.append(job_id)
         (job_dir / "ray_job_id").write_text(job_id + "\n", encoding="utf-8")
