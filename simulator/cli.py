@@ -24,7 +24,7 @@ def _error(message: str, code: int) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.datasets import DatasetUnavailableError
     from simulator.experiment_data import cached_splits
-    from simulator.preflight import PreflightError, preflight
+    from simulator.preflight import PreflightError, check_resume_dir, preflight
     from simulator.resume import prepare_resume
     from simulator.rundir import create_run_dir
     from simulator.simulation import run_in_simulation
@@ -45,6 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     "--resume takes no overrides: the run's config.yaml is used",
                     exit_codes.CONFIG_ERROR,
                 )
+            check_resume_dir(Path(args.resume))
             cfg, paths, start_round = prepare_resume(Path(args.resume))
         else:
             from simulator.sweep import sweep_overrides
@@ -60,9 +61,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
     except FileNotFoundError as exc:
         return _error(str(exc), exit_codes.RUN_DIR_INVALID)
-    try:  # fail before anything starts when the data or the machine is not right
-        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
+    try:  # fail before anything starts when a path, the data or the machine is not right
         preflight(cfg)
+        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
     except DatasetUnavailableError as exc:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
     except PreflightError as exc:
