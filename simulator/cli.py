@@ -23,7 +23,7 @@ def _error(message: str, code: int) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import cached_splits
+    from simulator.experiment_data import experiment_splits
     from simulator.preflight import PreflightError, check_resume_dir, preflight
     from simulator.resume import prepare_resume
     from simulator.rundir import create_run_dir
@@ -65,7 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _error(str(exc), exc.exit_code)
     try:  # fail before anything starts when a path, the data or the machine is not right
         preflight(cfg)
-        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+        experiment_splits(cfg)
     except DatasetUnavailableError as exc:
         return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
     except PreflightError as exc:

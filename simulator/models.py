@@ -12,6 +12,13 @@ Architectures (each one entry of a name table):
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
 - ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels.
 
+Your own architecture (:mod:`simulator.plugins`): ``name`` may be the import path of an
+``nn.Module`` class or of a function returning one (Hydra's ``_target_``), built with
+:attr:`ModelSpec.args` plus whichever of ``num_classes``, ``input_shape``, ``in_channels`` and
+``in_features`` it takes by name. Installed packages add architectures under the entry-point
+group ``fedleak.models``: an ``nn.Module`` class (built as an import path is) or a
+:data:`ModelBuilder` function.
+
 Flattened sizes are found with a dummy forward pass, so every architecture accepts any input
 size it can downsample (``digits``' 8x8 included).
 
@@ -24,12 +31,16 @@ torch's default small uniform draw and are never zeroed, because analytic attack
 from __future__ import annotations
 
 import itertools
+import json
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
 
 __all__ = [
     "ModelSpec",
@@ -37,6 +48,7 @@ __all__ = [
     "available_inits",
     "available_models",
     "build_model",
+    "model_builder",
     "register_model",
 ]
 
@@ -63,6 +75,8 @@ class ModelSpec:
     width : int | None
         Hidden units (``mlp``, ``fcnn``) or channels (``lenet``, first conv of ``cnn``);
         ``None`` is the architecture's default. ``resnet18`` has a fixed width.
+    args : dict[str, Any]
+        Keyword arguments of a model given by import path or entry point (``model.args``).
     """
 
     name: str
@@ -71,10 +85,17 @@ class ModelSpec:
     activation: str | None = None
     init: str = "default"
     width: int | None = None
+    args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Configs arrive as lists (JSON, Hydra); a tuple keeps the spec hashable and comparable.
+        # Configs arrive as lists (JSON, Hydra); a tuple keeps the spec comparable.
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "args", dict(self.args))
+
+    def __hash__(self) -> int:
+        # args may hold lists (from JSON or YAML): hash their canonical JSON instead
+        fields = (self.name, self.input_shape, self.num_classes, self.activation, self.init)
+        return hash((*fields, self.width, json.dumps(self.args, sort_keys=True, default=repr)))
 
 
 ModelBuilder = Callable[[ModelSpec, Callable[[], nn.Module]], nn.Module]
@@ -108,8 +129,58 @@ def register_model(name: str, builder: ModelBuilder, *, default_activation: str 
 
 
 def available_models() -> list[str]:
-    """Names of the registered architectures, sorted."""
+    """Names of the registered architectures (installed plug-ins included), sorted."""
+    _discover()
     return sorted(_MODELS)
+
+
+def model_builder(name: str) -> ModelBuilder:
+    """The builder of ``name``: a registered architecture or an import path.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither (the message lists the registered names), or its import fails.
+    """
+    _discover()
+    if name in _MODELS or not is_import_path(name):
+        return _lookup(_MODELS, name, "model")
+    target = import_object(name)
+    if not callable(target):
+        raise ValueError(f"model {name!r} is a {type(target).__name__}, not a class or function")
+    return _target_builder(target)
+
+
+def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
+    """Build ``target(**spec.args, <what it takes of the spec>)`` (Hydra's ``_target_``)."""
+
+    def build(spec: ModelSpec, make_activation: Callable[[], nn.Module]) -> nn.Module:
+        del make_activation  # your model brings its own activations
+        offered = {
+            "num_classes": spec.num_classes,
+            "input_shape": spec.input_shape,
+            "in_channels": spec.input_shape[0],
+            "in_features": math.prod(spec.input_shape),
+        }
+        model = call_with(target, spec.args, offered)
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"model {spec.name!r} returned a {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+    build.__doc__ = target.__doc__
+    return build
+
+
+def _register_plugin(name: str, obj: Any) -> None:
+    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
+    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
+    register_model(name, _target_builder(obj) if is_module_class else obj)
+
+
+def _discover() -> None:
+    load_entry_points("fedleak.models", _register_plugin)
 
 
 def available_activations() -> list[str]:
@@ -146,8 +217,8 @@ def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
         If the name, activation or init is unknown (the message lists the accepted values),
         or the input shape does not suit the architecture.
     """
-    builder = _lookup(_MODELS, spec.name, "model")
-    activation_name = spec.activation or _DEFAULT_ACTIVATION[spec.name]
+    builder = model_builder(spec.name)
+    activation_name = spec.activation or _DEFAULT_ACTIVATION.get(spec.name, "relu")
     make_activation = _lookup(_ACTIVATIONS, activation_name, "activation")
     init_fn = _lookup(_INITS, spec.init, "init")
     if spec.num_classes < 1 or (spec.width is not None and spec.width < 1):

@@ -114,19 +114,10 @@ def _has_torch_save_header(path: Path) -> bool:
 
 def _check_weights_fit(cfg: ExperimentConfig, state: Mapping[str, Any]) -> None:
     """The state dict's names and shapes are the experiment model's."""
-    from simulator.experiment_data import cached_splits, model_spec_for
+    from simulator.experiment_data import experiment_spec, experiment_splits
     from simulator.models import build_model
 
-    splits = cached_splits(
-        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
-    )
-    spec = model_spec_for(
-        cfg.model.name,
-        splits.train,
-        width=cfg.model.width,
-        activation=cfg.model.activation,
-        init=cfg.model.init,
-    )
+    spec = experiment_spec(cfg, experiment_splits(cfg))
     expected = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
     given = {k: tuple(v.shape) for k, v in state.items()}
     problems = [f"missing {k}" for k in sorted(set(expected) - set(given))]
