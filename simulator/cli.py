@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -139,9 +140,41 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    from simulator.catalog import catalog, format_catalog
+
+    print(format_catalog(catalog(args.kind)))
+    return exit_codes.OK
+
+
+def version_line() -> str:
+    """``fedleak X (flwr Y, torch Z, ray W)``: what ``fedleak --version`` prints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    deps = ", ".join(f"{name} {of(name)}" for name in ("flwr", "torch", "ray"))
+    return f"fedleak {of('fedleak')} ({deps})"
+
+
+def _add_list_parser(sub: Any) -> None:
+    from simulator.catalog import CATALOGS
+
+    listing = sub.add_parser(
+        "list", help="list the attacks, models, data sets or defenses, with what each needs"
+    )
+    listing.add_argument("kind", choices=sorted(CATALOGS))
+    listing.set_defaults(func=_cmd_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment in simulation (Hydra overrides: key=value)")
     run.add_argument("overrides", nargs="*", help="e.g. model=lenet federation.rounds=5")
@@ -162,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved, validated config")
     config.add_argument("overrides", nargs="*")
     config.set_defaults(func=_cmd_config)
+    _add_list_parser(sub)
     add_deploy_parser(sub)
     return parser
 

@@ -165,6 +165,7 @@ def _target_loader(name: str, target: Callable[..., Any]) -> DatasetLoader:
         return as_splits(call_with(target, args, offered), name, seed, test_fraction)
 
     load.__doc__ = target.__doc__
+    load.__wrapped__ = target  # type: ignore[attr-defined]  # its settings, for listings
     return load
 
 
@@ -332,13 +333,15 @@ register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))
 
 
 def _load_huggingface(
-    data_dir: Path, seed: int, test_fraction: float, **args: Any
+    data_dir: Path, seed: int, test_fraction: float, *, path: str, **settings: Any
 ) -> DatasetSplits:
-    """Hugging Face data via Flower Datasets' FederatedDataset: dataset.args.path is a hub
-    name (network), a local directory or parquet files (offline)."""
+    """Hugging Face data via FederatedDataset: a hub name (network), local files (offline).
+
+    ``dataset.args.path`` and the other settings: :func:`simulator.hf_datasets.load_huggingface`.
+    """
     from simulator.hf_datasets import load_huggingface
 
-    return load_huggingface(data_dir, seed, test_fraction, **args)
+    return load_huggingface(data_dir, seed, test_fraction, path=path, **settings)
 
 
 register_dataset("huggingface", _load_huggingface)

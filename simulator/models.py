@@ -262,6 +262,7 @@ def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """Flatten -> Linear(n, width=100) -> act -> Linear(width, C): the analytic attack's network."""
     width = spec.width or 100
     return nn.Sequential(
         nn.Flatten(),
@@ -272,6 +273,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """SPEAR's 6-layer fully connected network, width=200 hidden units per layer."""
     width = spec.width or 200
     sizes = [_numel(spec.input_shape)] + [width] * 5 + [spec.num_classes]
     layers: list[nn.Module] = [nn.Flatten()]
@@ -283,6 +285,7 @@ def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _lenet(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """DLG's LeNet: three 5x5 convolutions of width=12 channels (sigmoid), then one Linear."""
     channels, _, _ = _image_shape(spec)
     width = spec.width or 12
     features = nn.Sequential(
@@ -299,6 +302,7 @@ def _lenet(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """McMahan et al.'s CNN: two 5x5 conv + max-pool blocks, Linear(512), Linear(C)."""
     channels, _, _ = _image_shape(spec)
     width = spec.width or 32
     features = nn.Sequential(
