@@ -95,7 +95,7 @@ def call_with(fn: Callable[..., Any], args: Mapping[str, Any], offered: Mapping[
     return fn(**dict(args), **extra)
 
 
-def load_entry_points(group: str, register: Callable[[str, Any], None]) -> None:
+def load_entry_points(group: str, register: Callable[[str, Any], object]) -> None:
     """Register every entry point of ``group`` once per process, by its name.
 
     A plug-in that fails to load, or whose name is taken, is skipped with a warning that
