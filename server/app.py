@@ -73,12 +73,6 @@ def resolve_config(context: Context) -> ExperimentConfig:
     return experiment_from_mapping(json.loads(text)) if text else load_experiment(overrides)
 
 
-def resolve_experiment(context: Context) -> tuple[ExperimentConfig, RunPaths]:
-    """The experiment and run directory of this ServerApp run (see module docstring)."""
-    cfg = resolve_config(context)
-    return cfg, run_paths(context, cfg)
-
-
 def run_paths(context: Context, cfg: ExperimentConfig) -> RunPaths:
     """The run directory given by ``run-dir`` / ``$FEDLEAK_RUN_DIR``, else a fresh one."""
     run_dir = str(context.run_config.get(keys.RUN_DIR, "") or os.environ.get(keys.ENV_RUN_DIR, ""))

@@ -87,6 +87,8 @@ def adapt_to_federation(cfg: ExperimentConfig, num_nodes: int) -> tuple[Experime
         f"{num_nodes} (flwr run . --federation-config 'num-supernodes=N' sets it); attack "
         "workers share the client actors' CPUs (pool.num_cpus=0)"
     )
+    if cfg.pool.address:
+        note += f"; pool.address={cfg.pool.address} is not used: the pool joins Flower's Ray"
     return adapted, note
 
 

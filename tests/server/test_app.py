@@ -80,7 +80,9 @@ def test_adapting_to_flowers_federation_takes_its_supernodes() -> None:
     adapted, note = adapt_to_federation(cfg, num_nodes=2)
     assert adapted.federation.num_clients == 2 and adapted.pool.num_cpus == 0.0
     assert adapted.model == cfg.model and adapted.attack == cfg.attack
-    assert "num-supernodes" in note
+    assert "num-supernodes" in note and "pool.address" not in note
+    _, note = adapt_to_federation(load_experiment(["pool.address=10.0.0.1:6379"]), num_nodes=2)
+    assert "pool.address=10.0.0.1:6379 is not used" in note
 
 
 def test_adapting_revalidates_the_experiment() -> None:
