@@ -82,6 +82,7 @@ def train(msg: Message, context: Context) -> Message:
         width=setup.model_width,
         activation=setup.model_activation,
         init=setup.model_init,
+        stem=setup.model_stem,
         args=setup.model_args,
     )
     model = build_model(spec)

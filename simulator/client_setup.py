@@ -29,6 +29,7 @@ class ClientSetup:
     seed: int
     audit_dir: str | None
     batch_labels: str = "random"
+    model_stem: str = "auto"
     defense: dict[str, Any] = field(default_factory=dict)
     """The experiment's :class:`DefenseConfig` as a dict (see :meth:`defense_config`)."""
     dataset_args: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class ClientSetup:
             model_width=cfg.model.width,
             model_activation=cfg.model.activation,
             model_init=cfg.model.init,
+            model_stem=cfg.model.stem,
             seed=cfg.seed,
             audit_dir=audit_dir if cfg.attack.audit else None,
             batch_labels=cfg.federation.batch_labels,

@@ -27,6 +27,7 @@ from simulator.choices import (
     accepted_inits,
     accepted_models,
     accepted_partitioners,
+    accepted_stems,
     attack_requirements,
 )
 from simulator.targets import (
@@ -67,6 +68,8 @@ class ModelConfig:
     width: int | None = None
     activation: str | None = None
     init: str = "default"
+    stem: str = "auto"
+    """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
     args: dict[str, Any] = field(default_factory=dict)
@@ -214,6 +217,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the end-of-run report computes beyond the recorded rows."""
+
+    lpips_weights: str | None = None
+    """torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``), or a folder
+    holding it, for LPIPS; ``None``: ``$TORCH_HOME/hub/checkpoints/``. Never downloaded."""
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One fedleak experiment, fully resolved."""
 
@@ -227,6 +239,7 @@ class ExperimentConfig:
     attack: AttackSelection = field(default_factory=AttackSelection)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML-ready)."""
@@ -277,7 +290,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in sorted(set(data) - fields):
-        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+        from simulator.key_hints import schema_keys, unknown_key_message
+
+        accepted = [f"{prefix}{k}" for k in schema_keys(cls)]
+        problems.append(unknown_key_message(f"{prefix}{key}", accepted))
     kwargs: dict[str, Any] = {}
     for name in fields & set(data):
         tp = hints[name]
@@ -320,6 +336,12 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *choice_or_import("model.name", cfg.model.name, accepted_models()),
         *own_model_problems(cfg.model.name, width=cfg.model.width, activation=cfg.model.activation),
         *_choice("model.init", cfg.model.init, accepted_inits()),
+        *_choice("model.stem", cfg.model.stem, accepted_stems()),
+        *(
+            [f"model.stem: {cfg.model.stem!r} applies to model=resnet18 only; leave it 'auto'"]
+            if cfg.model.stem != "auto" and cfg.model.name != "resnet18"
+            else []
+        ),
         *(
             _choice("model.activation", cfg.model.activation, accepted_activations())
             if cfg.model.activation is not None

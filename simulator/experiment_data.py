@@ -58,6 +58,7 @@ def experiment_spec(cfg: ExperimentConfig, splits: DatasetSplits) -> ModelSpec:
         width=model.width,
         activation=model.activation,
         init=model.init,
+        stem=model.stem,
         args=model.args,
     )
 
@@ -86,6 +87,7 @@ def model_spec_for(
     width: int | None,
     activation: str | None,
     init: str,
+    stem: str = "auto",
     args: dict[str, Any] | None = None,
 ) -> ModelSpec:
     """The architecture for ``dataset``'s input shape and number of classes."""
@@ -96,6 +98,7 @@ def model_spec_for(
         activation=activation,
         init=init,
         width=width,
+        stem=stem,
         args=dict(args or {}),
     )
 

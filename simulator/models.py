@@ -10,7 +10,15 @@ Architectures (each one entry of a name table):
   channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
 - ``cnn``: McMahan et al.'s CNN (seed 003): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
-- ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels.
+- ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels
+  and one of two stems (``stem``): ``imagenet``, torchvision's 7x7 stride-2 convolution and
+  3x3 max-pool (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016), or
+  ``cifar``, one 3x3 stride-1 convolution and no max-pool, the variant the gradient-inversion
+  literature trains on 32x32 images (Geiping et al., "Inverting Gradients - How easy is it to
+  break privacy in federated learning?", NeurIPS 2020; Yin et al., "See through Gradients",
+  CVPR 2021). ``auto`` picks ``cifar`` for inputs under 64 pixels a side: the ImageNet stem
+  shrinks a 32x32 image to a 1x1 map before the last stage, where BatchNorm cannot normalise
+  a single sample.
 
 Your own architecture (:mod:`simulator.plugins`): ``name`` may be the import path of an
 ``nn.Module`` class or of a function returning one (Hydra's ``_target_``), built with
@@ -43,6 +51,7 @@ from torch import nn
 from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
 
 __all__ = [
+    "STEMS",
     "ModelSpec",
     "available_activations",
     "available_inits",
@@ -50,6 +59,8 @@ __all__ = [
     "build_model",
     "model_builder",
     "register_model",
+    "resolved_stem",
+    "training_batch_problem",
 ]
 
 _T = TypeVar("_T")
@@ -75,6 +86,8 @@ class ModelSpec:
     width : int | None
         Hidden units (``mlp``, ``fcnn``) or channels (``lenet``, first conv of ``cnn``);
         ``None`` is the architecture's default. ``resnet18`` has a fixed width.
+    stem : str
+        ``resnet18``'s input stem, one of :data:`STEMS`; the other models take only ``auto``.
     args : dict[str, Any]
         Keyword arguments of a model given by import path or entry point (``model.args``).
     """
@@ -85,6 +98,7 @@ class ModelSpec:
     activation: str | None = None
     init: str = "default"
     width: int | None = None
+    stem: str = "auto"
     args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,8 +109,15 @@ class ModelSpec:
     def __hash__(self) -> int:
         # args may hold lists (from JSON or YAML): hash their canonical JSON instead
         fields = (self.name, self.input_shape, self.num_classes, self.activation, self.init)
-        return hash((*fields, self.width, json.dumps(self.args, sort_keys=True, default=repr)))
+        args = json.dumps(self.args, sort_keys=True, default=repr)
+        return hash((*fields, self.width, self.stem, args))
 
+
+STEMS: tuple[str, ...] = ("auto", "cifar", "imagenet")
+"""Accepted values of :attr:`ModelSpec.stem`."""
+
+SMALL_INPUT_PIXELS = 64
+"""``stem=auto`` gives ``resnet18`` the CIFAR stem below this many pixels a side."""
 
 ModelBuilder = Callable[[ModelSpec, Callable[[], nn.Module]], nn.Module]
 """``builder(spec, make_activation) -> nn.Module``; ``make_activation()`` gives a fresh module."""
@@ -223,6 +244,10 @@ def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
     init_fn = _lookup(_INITS, spec.init, "init")
     if spec.num_classes < 1 or (spec.width is not None and spec.width < 1):
         raise ValueError(f"num_classes and width must be positive: {spec}")
+    if spec.stem not in STEMS:
+        raise ValueError(f"unknown stem {spec.stem!r}; accepted values: {list(STEMS)}")
+    if spec.stem != "auto" and spec.name != "resnet18":
+        raise ValueError(f"model {spec.name!r} has no stem setting; leave stem at 'auto'")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -318,6 +343,13 @@ def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     return nn.Sequential(*features, nn.Linear(flat, 512), act(), nn.Linear(512, spec.num_classes))
 
 
+def resolved_stem(spec: ModelSpec) -> str:
+    """The stem ``spec`` builds: ``auto`` resolved by the input's smaller side."""
+    if spec.stem != "auto":
+        return spec.stem
+    return "cifar" if min(spec.input_shape[-2:]) < SMALL_INPUT_PIXELS else "imagenet"
+
+
 def _resnet18(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     from torchvision.models import resnet18
 
@@ -325,7 +357,11 @@ def _resnet18(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     if spec.width is not None:
         raise ValueError("model 'resnet18' has a fixed width; leave width unset")
     model = resnet18(num_classes=spec.num_classes)
-    model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if resolved_stem(spec) == "cifar":
+        model.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    else:
+        model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     if not isinstance(act(), nn.ReLU):
         # Seed 003 sweeps the activation of ResNet too: swap every ReLU module for it.
         for parent in list(model.modules()):
@@ -333,6 +369,24 @@ def _resnet18(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
                 if isinstance(child, nn.ReLU):
                     setattr(parent, child_name, act())
     return model
+
+
+def training_batch_problem(spec: ModelSpec, batch_size: int) -> str | None:
+    """Why ``spec``'s model cannot take a training step on ``batch_size`` samples, or ``None``.
+
+    A model in training mode can refuse small batches: BatchNorm needs more than one value per
+    channel, which a batch of one sample gives it only where its feature map is larger than
+    1x1. One forward pass in training mode on zeros tells (on a copy: the caller's model and
+    RNG are untouched).
+    """
+    model = build_model(spec, seed=0)
+    model.train()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(batch_size, *spec.input_shape))
+    except (ValueError, RuntimeError) as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 register_model("linear", _linear)

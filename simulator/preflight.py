@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,56 @@ def _check_weights_fit(cfg: ExperimentConfig, state: Mapping[str, Any]) -> None:
         )
 
 
+def partition_sizes(cfg: ExperimentConfig) -> tuple[int, ...]:
+    """The number of training samples of each client, as the clients will partition them.
+
+    Raises
+    ------
+    PreflightError
+        (exit code ``CONFIG_ERROR``) when some client would get no sample: more clients
+        than training samples, or a Dirichlet draw that leaves a client empty. Every client
+        would otherwise fail inside the simulation, one traceback each.
+    """
+    from simulator.experiment_data import args_key, cached_partitions, experiment_splits
+
+    data, fed = cfg.dataset, cfg.federation
+    train = experiment_splits(cfg).train
+    if fed.num_clients > len(train.labels):
+        raise PreflightError(
+            f"federation.num_clients={fed.num_clients} is more than the {len(train.labels)} "
+            f"training samples of dataset.name={data.name}: every client needs at least one "
+            f"sample; use federation.num_clients <= {len(train.labels)}",
+            exit_codes.CONFIG_ERROR,
+        )
+    try:
+        with warnings.catch_warnings():  # flwr-datasets warns once per redraw, alpha list and all
+            warnings.simplefilter("ignore")
+            parts = cached_partitions(
+                data.name,
+                data.data_dir,
+                cfg.seed,
+                data.test_fraction,
+                fed.num_clients,
+                fed.partitioner,
+                fed.alpha,
+                args_key(data.args),
+            )
+    except ValueError as exc:
+        raise PreflightError(
+            f"federation.partitioner={fed.partitioner} with federation.alpha={fed.alpha:g} "
+            f"cannot give each of federation.num_clients={fed.num_clients} clients a sample "
+            f"({str(exc).splitlines()[0]}); raise federation.alpha or lower "
+            "federation.num_clients",
+            exit_codes.CONFIG_ERROR,
+        ) from None
+    return tuple(len(part) for part in parts)
+
+
+def check_partitions(cfg: ExperimentConfig) -> None:
+    """Every client gets at least one training sample (see :func:`partition_sizes`)."""
+    partition_sizes(cfg)
+
+
 # ------------------------------------------------------------------ paths the user gives
 
 
@@ -244,5 +295,5 @@ def check_paths(cfg: ExperimentConfig) -> None:
 def preflight(cfg: ExperimentConfig) -> None:
     """Run every check; the first failure raises :class:`PreflightError`."""
     check_paths(cfg)
-    for check in (check_cuda, check_ray_address):
+    for check in (check_cuda, check_ray_address, check_partitions):
         check(cfg)

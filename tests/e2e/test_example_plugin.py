@@ -85,7 +85,9 @@ def test_plugin_attack_model_data_and_defense_in_a_ray_federation(
     )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
-    (run_dir,) = (tmp_path / "default").iterdir()
+    (config_file,) = tmp_path.glob("*/*/config.yaml")  # runs are named by their settings
+    run_dir = config_file.parent
+    assert "random_mask" in run_dir.parent.name
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["pool"]["backend"] == "ray"
     assert config["defense"]["extra"] == {"random_mask": {"keep": 0.7}}

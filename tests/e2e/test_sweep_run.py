@@ -36,7 +36,7 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "default").glob("sweep-*")
+    (sweep_dir,) = tmp_path.glob("*/sweep-*")  # named after its first job
     assert "leakage_psnr" in proc.stdout and "defense=dp defense.dp.noise=0.1" in proc.stdout
 
     with (sweep_dir / SWEEP_CSV).open() as handle:
