@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from attacks.base import Attack, AttackConfig
+from attacks.batchnorm import BatchStatisticsPrior, observed_statistics_prior
 from attacks.losses import effective_batch_size, model_gradient, observed_gradient
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -49,12 +50,19 @@ class DLGConfig(AttackConfig):
     line_search : bool
         Use L-BFGS's strong-Wolfe line search (several evaluations per iteration, far less
         prone to diverge) instead of DLG's fixed step.
+    batchnorm_prior : bool
+        Add the BatchNorm statistics term (:class:`~attacks.batchnorm.BatchStatisticsPrior`)
+        when the update reveals its batch's statistics; runs without it otherwise.
+    batchnorm_weight : float
+        Weight of that term beside the normalised L2 matching loss.
     """
 
     iterations: int = 100
     lr: float = 1.0
     history_size: int = 100
     line_search: bool = False
+    batchnorm_prior: bool = True
+    batchnorm_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "history_size"):
@@ -62,6 +70,8 @@ class DLGConfig(AttackConfig):
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batchnorm_weight < 0:
+            raise ValueError(f"batchnorm_weight must be >= 0, got {self.batchnorm_weight}")
 
 
 def l2_matching_loss(candidate: list[torch.Tensor], observed: list[torch.Tensor]) -> torch.Tensor:
@@ -229,16 +239,33 @@ def gradient_matching_objective(
     update: InterceptedUpdate,
     x: torch.Tensor,
     labels: Callable[[], torch.Tensor],
+    prior: BatchStatisticsPrior | None = None,
+    prior_weight: float = 0.0,
 ) -> Callable[[], torch.Tensor]:
-    """DLG's objective as a closure over dummy data ``x`` and a label function."""
+    """DLG's objective as a closure over dummy data ``x`` and a label function.
+
+    With ``prior``, ``prior_weight`` times the BatchNorm statistics term is added.
+    """
     observed = observed_gradient(model, update)
     loss_name = update.hyperparams.loss
 
     def objective() -> torch.Tensor:
-        candidate = model_gradient(model, loss_name, x, labels(), create_graph=True)
-        return l2_matching_loss(candidate, observed)
+        if prior is None:
+            candidate = model_gradient(model, loss_name, x, labels(), create_graph=True)
+            return l2_matching_loss(candidate, observed)
+        with prior.capture() as captured:
+            candidate = model_gradient(model, loss_name, x, labels(), create_graph=True)
+        return l2_matching_loss(candidate, observed) + prior_weight * prior.distance(captured)
 
     return objective
+
+
+def statistics_prior(
+    cfg: DLGConfig, model: nn.Module, update: InterceptedUpdate
+) -> tuple[BatchStatisticsPrior | None, str]:
+    """The BatchNorm statistics term ``cfg`` asks for, where ``update`` reveals it."""
+    enabled = cfg.batchnorm_prior and cfg.batchnorm_weight > 0
+    return observed_statistics_prior(model, update, enabled=enabled)
 
 
 def uniform_dummy(
@@ -297,9 +324,11 @@ class DLGAttack(Attack):
             def labels() -> torch.Tensor:
                 return F.softmax(label_logits, dim=-1)
 
-        result = match_gradients_lbfgs(
-            gradient_matching_objective(model, update, x, labels), variables, cfg
+        prior, prior_status = statistics_prior(cfg, model, update)
+        objective = gradient_matching_objective(
+            model, update, x, labels, prior, cfg.batchnorm_weight
         )
+        result = match_gradients_lbfgs(objective, variables, cfg)
         if disclosed is not None:
             label_array = np.asarray(disclosed, dtype=np.int64)
         else:
@@ -308,7 +337,11 @@ class DLGAttack(Attack):
             inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
             labels=label_array,
             iterations=result.iterations,
-            details={"matching_loss": result.loss, "recoveries": result.recoveries},
+            details={
+                "matching_loss": result.loss,
+                "recoveries": result.recoveries,
+                "batchnorm_prior": prior_status,
+            },
             initial_inputs=init.numpy(),
         )
 

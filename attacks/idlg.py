@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from attacks.base import Attack
-from attacks.dlg import DLGConfig, gradient_matching_objective, match_gradients_lbfgs, uniform_dummy
+from attacks.dlg import (
+    DLGConfig,
+    gradient_matching_objective,
+    match_gradients_lbfgs,
+    statistics_prior,
+    uniform_dummy,
+)
 from attacks.labels import infer_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -60,14 +66,20 @@ class IDLGAttack(Attack):
         dtype = next(model.parameters()).dtype
         init = uniform_dummy(update, len(label_array), dtype, seed)
         x = init.to(device, copy=True).requires_grad_(True)
-        result = match_gradients_lbfgs(
-            gradient_matching_objective(model, update, x, lambda: labels), [x], cfg
+        prior, prior_status = statistics_prior(cfg, model, update)
+        objective = gradient_matching_objective(
+            model, update, x, lambda: labels, prior, cfg.batchnorm_weight
         )
+        result = match_gradients_lbfgs(objective, [x], cfg)
         return Reconstruction(
             inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
             labels=label_array,
             iterations=result.iterations,
-            details={"matching_loss": result.loss, "recoveries": result.recoveries},
+            details={
+                "matching_loss": result.loss,
+                "recoveries": result.recoveries,
+                "batchnorm_prior": prior_status,
+            },
             initial_inputs=init.numpy(),
         )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
+from attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
 from attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule, simulated_update
 from attacks.losses import effective_batch_size, observed_gradient
 from attacks.registry import register_attack
@@ -63,6 +65,12 @@ class InvertingGradientsConfig(AttackConfig):
         On a FedAvg update of K > 1 local steps, match the simulated K-step weight difference
         (Geiping et al.'s FedAvg attack). ``False`` treats the update as one gradient of one
         batch, as a FedSGD attack would.
+    batchnorm_prior : bool
+        When the update carries BatchNorm running statistics that reveal the batch's own
+        statistics (:mod:`attacks.batchnorm`), add Yin et al.'s statistics-matching term
+        with those exact targets. Without such statistics the attack runs without it.
+    batchnorm_weight : float
+        Weight of that term beside the cosine term.
     """
 
     iterations: int = 200
@@ -72,6 +80,8 @@ class InvertingGradientsConfig(AttackConfig):
     signed_gradients: bool = True
     lr_decay: bool = True
     simulate_local_steps: bool = True
+    batchnorm_prior: bool = True
+    batchnorm_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "restarts"):
@@ -79,8 +89,9 @@ class InvertingGradientsConfig(AttackConfig):
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.tv_weight < 0:
-            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
+        for key in ("tv_weight", "batchnorm_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +164,8 @@ class MatchingProblem:
     schedule: LocalSchedule
     labels: torch.Tensor
     target: CosineTarget
+    prior: BatchStatisticsPrior | None = None
+    prior_weight: float = 0.0
 
     def candidate(self, x: torch.Tensor, *, create_graph: bool) -> list[torch.Tensor]:
         return simulated_update(
@@ -171,8 +184,12 @@ class MatchingProblem:
         return value if np.isfinite(value) else float("inf")
 
     def objective_gradient(self, x: torch.Tensor, tv_weight: float) -> torch.Tensor:
-        """``d/dx [L(u(x)) + tv_weight * TV(x)]`` by one backward pass through ``u(x)``."""
-        candidate = self.candidate(x, create_graph=True)
+        """``d/dx [L(u(x)) + tv_weight * TV(x) + prior_weight * R_BN(x)]``, one backward pass."""
+        capture: AbstractContextManager[Captured] = (
+            self.prior.capture() if self.prior is not None else nullcontext({})
+        )
+        with capture as captured:
+            candidate = self.candidate(x, create_graph=True)
         _, grad = self.target.loss_and_grad(candidate)
         outputs = list(candidate)
         parts = grad.split([c.numel() for c in candidate])
@@ -180,6 +197,9 @@ class MatchingProblem:
         if tv_weight > 0:
             outputs.append(total_variation(x))
             vectors.append(torch.full((), tv_weight, dtype=x.dtype, device=x.device))
+        if self.prior is not None and self.prior_weight > 0:
+            outputs.append(self.prior.distance(captured))
+            vectors.append(torch.full((), self.prior_weight, dtype=x.dtype, device=x.device))
         (x_grad,) = torch.autograd.grad(outputs, [x], grad_outputs=vectors)
         return x_grad
 
@@ -276,6 +296,9 @@ class InvertingGradientsAttack(Attack):
             orders = label_orders(label_array, cfg.restarts, seed)
         else:
             orders = [label_array] * cfg.restarts
+        prior, prior_status = observed_statistics_prior(
+            model, update, enabled=cfg.batchnorm_prior and cfg.batchnorm_weight > 0
+        )
         problem = MatchingProblem(
             model=model,
             loss_name=update.hyperparams.loss,
@@ -283,6 +306,8 @@ class InvertingGradientsAttack(Attack):
             schedule=schedule,
             labels=torch.as_tensor(label_array, device=device),
             target=CosineTarget(_flatten(observed)),
+            prior=prior,
+            prior_weight=cfg.batchnorm_weight,
         )
         shape = (schedule.num_samples, *update.input_shape)
         tv_weight = cfg.tv_weight if len(update.input_shape) >= 3 else 0.0
@@ -308,6 +333,7 @@ class InvertingGradientsAttack(Attack):
                 "restarts": cfg.restarts,
                 "local_steps": schedule.num_steps,
                 "unknowns": schedule.num_samples,
+                "batchnorm_prior": prior_status,
             },
             initial_inputs=best_init.numpy(),
         )

@@ -134,11 +134,15 @@ def observed_gradient(model: nn.Module, update: InterceptedUpdate) -> list[torch
     ValueError
         If a parameter's shape differs from the update's.
     """
-    pseudo = update.pseudo_gradient()
+    names = [name for name, _ in model.named_parameters()]
+    missing = [name for name in names if name not in update.global_params]
+    if missing:
+        raise KeyError(
+            f"update has no parameter {missing[0]!r}; it has {list(update.global_params)}"
+        )
+    pseudo = update.pseudo_gradient(names)  # buffers carry no gradient: side information only
     observed: list[torch.Tensor] = []
     for name, param in model.named_parameters():
-        if name not in pseudo:
-            raise KeyError(f"update has no parameter {name!r}; it has {list(pseudo)}")
         grad = pseudo[name]
         if tuple(grad.shape) != tuple(param.shape):
             raise ValueError(

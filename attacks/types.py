@@ -9,7 +9,7 @@ audit store) and is only joined with a reconstruction by the auditor.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -104,17 +104,35 @@ class InterceptedUpdate:
             for name, value in self.global_params.items()
         )
 
-    def pseudo_gradient(self) -> OrderedDict[str, torch.Tensor]:
-        """Return ``(global - client) / lr`` per parameter.
+    def pseudo_gradient(self, names: Iterable[str] | None = None) -> OrderedDict[str, torch.Tensor]:
+        """Return ``(global - client) / lr`` per state-dict entry.
 
-        In FedSGD mode this is exactly the gradient of the client's batch loss (seed 001,
-        eq. 2); in FedAvg mode it is the sum of the K local gradients.
+        In FedSGD mode this is exactly the gradient of the client's batch loss (Geiping et al.
+        2020, eq. 2); in FedAvg mode it is the sum of the K local gradients. Only trainable
+        parameters have a gradient: buffers (BatchNorm running statistics, its integer step
+        counter) are side information, read with :mod:`attacks.batchnorm`.
+
+        Parameters
+        ----------
+        names : Iterable[str] | None
+            The entries to return, e.g. ``[n for n, _ in model.named_parameters()]``; ``None``
+            returns every floating-point entry (integer counters have no gradient).
+
+        Raises
+        ------
+        KeyError
+            If a requested name is not in the update.
         """
         lr = self.hyperparams.lr
-        return OrderedDict(
-            (name, torch.from_numpy((self.global_params[name] - self.client_params[name]) / lr))
-            for name in self.global_params
-        )
+        if names is None:
+            floating = self.global_params.items()
+            names = [n for n, v in floating if np.issubdtype(np.asarray(v).dtype, np.floating)]
+        result: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for name in names:
+            before, after = self.global_params[name], self.client_params[name]
+            # np.asarray: a 0-d difference is a numpy scalar, which torch.from_numpy refuses
+            result[name] = torch.from_numpy(np.asarray((before - after) / lr))
+        return result
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def run_federation(
         torch.save(final.to_torch_state_dict(), Path(paths.root) / "final_model.pt")
     finally:
         console.print(f"training done; waiting for {pipeline.pending} attack(s) to finish ...")
-        pipeline.finish(cfg.pool.drain_timeout_s)
+        pipeline.finish(cfg.pool.drain_timeout_s, lambda p: console.print(p.line()))
         recorder.close()
         training_log.close()
         table = build_report(paths)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +36,23 @@ class RejectedReplies:
 
     server_round: int
     rejections: tuple[Rejection, ...]
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    """How the end-of-run drain goes: attacks recorded since it began, left, and timings."""
+
+    done: int
+    left: int
+    since_last_result_s: float
+    elapsed_s: float
+
+    def line(self) -> str:
+        """``draining: 5 attack(s) done, 18 left; last result 3 s ago (42 s so far)``."""
+        return (
+            f"draining: {self.done} attack(s) done, {self.left} left; last result "
+            f"{self.since_last_result_s:.0f} s ago ({self.elapsed_s:.0f} s so far)"
+        )
 
 
 @dataclass(frozen=True)
@@ -283,15 +300,33 @@ class AttackPipeline:
                 self._stop.wait(self._interval)
 
     # ------------------------------------------------------------------ end of run
-    def finish(self, timeout_s: float) -> None:
+    def finish(
+        self,
+        timeout_s: float,
+        on_progress: Callable[[DrainProgress], None] | None = None,
+        every_s: float = 10.0,
+    ) -> None:
         """Submit what is queued, record results as they arrive for up to ``timeout_s``, record
-        what is still unfinished as ``timeout``, release the pool."""
+        what is still unfinished as ``timeout``, release the pool.
+
+        ``on_progress`` hears how the drain goes: after new results (at most once a
+        second) and every ``every_s`` seconds without one.
+        """
         deadline = time.monotonic() + timeout_s
         self._stop.set()
         self._thread.join()
         self._drain_inbox()
+        start = last_result = last_report = time.monotonic()
+        first, seen = self.recorded, self.recorded
         while self.pool.pending and time.monotonic() < deadline:
-            # each row lands on disk as soon as it exists
+            # each row lands on disk as soon as it exists; wakes when an attack ends
             self._record(self.pool.poll(max(0.0, min(self._interval, deadline - time.monotonic()))))
+            now = time.monotonic()
+            new, seen = self.recorded > seen, self.recorded
+            last_result = now if new else last_result
+            if on_progress and (now - last_report >= (1.0 if new else every_s)):
+                done, left = seen - first, self.pending
+                on_progress(DrainProgress(done, left, now - last_result, now - start))
+                last_report = now
         self._record(self.pool.drain(max(0.0, deadline - time.monotonic())))
         self.pool.shutdown()

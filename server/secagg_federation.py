@@ -177,7 +177,7 @@ def run_secagg_federation(
         torch.save(final_state, Path(paths.root) / "final_model.pt")
     finally:
         console.print(f"training done; waiting for {pipeline.pending} attack(s) to finish ...")
-        pipeline.finish(cfg.pool.drain_timeout_s)
+        pipeline.finish(cfg.pool.drain_timeout_s, lambda p: console.print(p.line()))
         recorder.close()
         training_log.close()
         console.print(build_report(paths))

@@ -27,6 +27,7 @@ from flwr.serverapp.strategy import Strategy
 
 from server.wrapper import StrategyWrapper
 from simulator import record_keys as keys
+from simulator.failures import failure_cause
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def _num_examples_problem(n: object, max_num_examples: int) -> str | None:
 
 def _records(msg: Message) -> tuple[ArrayRecord, MetricRecord] | str:
     """The reply's ArrayRecord and MetricRecord, or why it has not exactly those two."""
-    if msg.has_error():
-        return f"error reply (code {msg.error.code}): {msg.error.reason}"
+    if msg.has_error():  # the reason holds the client's whole traceback: keep its cause
+        return f"error reply (code {msg.error.code}): {failure_cause(msg.error.reason or '')}"
     content = msg.content
     if len(content) != 2 or keys.ARRAYS not in content or keys.METRICS not in content:
         return f"records {sorted(content)}, expected exactly {sorted([keys.ARRAYS, keys.METRICS])}"
@@ -168,6 +169,18 @@ def validate_replies(
     return valid, rejected
 
 
+def summarise_rejections(rejected: Sequence[Rejection], shown: int = 3) -> str:
+    """``12 x <reason> (node 4, 9, 17, ...)`` per distinct reason, most frequent first."""
+    nodes: dict[str, list[int]] = {}
+    for rejection in rejected:
+        nodes.setdefault(rejection.reason, []).append(rejection.node_id)
+    parts = []
+    for reason, ids in sorted(nodes.items(), key=lambda item: -len(item[1])):
+        listed = ", ".join(str(i) for i in ids[:shown]) + (", ..." if len(ids) > shown else "")
+        parts.append(f"{len(ids)} x {reason} (node {listed})")
+    return "; ".join(parts) or "none"
+
+
 class RejectionSink(Protocol):
     """Where rejected replies are reported (the attack pipeline records them)."""
 
@@ -230,7 +243,7 @@ class ValidatingStrategy(StrategyWrapper):
         if rejected and self.sink is not None:
             self.sink.reject(server_round, rejected)
         if len(valid) < self.min_valid_replies:
-            reasons = "; ".join(f"node {r.node_id}: {r.reason}" for r in rejected) or "none"
+            reasons = summarise_rejections(rejected)
             raise TooFewValidRepliesError(
                 f"round {server_round}: {len(valid)} valid replies, fewer than "
                 f"federation.min_valid_replies={self.min_valid_replies}; rejected: {reasons}"

@@ -38,6 +38,13 @@ def accepted_inits() -> list[str]:
     return available_inits()
 
 
+def accepted_stems() -> list[str]:
+    """Input stems ``resnet18`` accepts (``model.stem``)."""
+    from simulator.models import STEMS
+
+    return list(STEMS)
+
+
 def accepted_partitioners() -> list[str]:
     """Registered partitioning schemes."""
     from simulator.partitioning import available_schemes

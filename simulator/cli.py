@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from simulator import exit_codes
 from simulator.compose import load_experiment
-from simulator.config import ConfigError
+from simulator.config import ConfigError, ExperimentConfig
 from simulator.deploy import add_deploy_parser
+from simulator.failures import FAILURES_LOG, short_message
+from simulator.results import RunPaths
 
 
 def _error(message: str, code: int) -> int:
@@ -21,15 +25,68 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import cached_splits
-    from simulator.preflight import PreflightError, preflight
+def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int] | int:
+    """The experiment of ``fedleak run`` (fresh or resumed), or the exit code of its error."""
+    from simulator.preflight import PreflightError, check_resume_dir
     from simulator.resume import prepare_resume
+    from simulator.sweep import sweep_overrides
+
+    try:
+        if args.resume is None:
+            if sweeps := sweep_overrides(args.overrides):
+                return _error(
+                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
+                    "every combination: fedleak run -m " + " ".join(args.overrides),
+                    exit_codes.CONFIG_ERROR,
+                )
+            return load_experiment(args.overrides), None, 1
+        if args.overrides:
+            return _error(
+                "--resume takes no overrides: the run's config.yaml is used",
+                exit_codes.CONFIG_ERROR,
+            )
+        check_resume_dir(Path(args.resume))
+        return prepare_resume(Path(args.resume))
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    except FileNotFoundError as exc:
+        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
+
+
+def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
+    """Fail before anything starts when the data, the settings or the machine are not right.
+
+    Returns the start-up warnings (printed here), or the exit code of the first error.
+    """
+    from simulator.datasets import DatasetUnavailableError
+    from simulator.experiment_data import experiment_splits
+    from simulator.preflight import PreflightError, partition_sizes, preflight
+    from simulator.setting_warnings import DataFacts, startup_warnings
+    from simulator.trainability import check_model_trains
+
+    try:  # paths first: a bad data_dir or weights file is named before anything is loaded
+        preflight(cfg)
+        experiment_splits(cfg)
+        check_model_trains(cfg)
+        warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+    except ConfigError as exc:
+        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    except DatasetUnavailableError as exc:
+        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
+    for line in warnings:
+        print(f"fedleak: warning: {line}", file=sys.stderr)
+    return warnings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.rundir import create_run_dir
+    from simulator.setting_warnings import write_warnings
     from simulator.simulation import run_in_simulation
 
-    start_round = 1
     if args.multirun:
         if args.resume is not None:
             return _error(
@@ -47,37 +104,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "--jobs and --ray-address run the jobs of a sweep; add -m (--multirun)",
             exit_codes.CONFIG_ERROR,
         )
-    try:
-        if args.resume is not None:
-            if args.overrides:
-                return _error(
-                    "--resume takes no overrides: the run's config.yaml is used",
-                    exit_codes.CONFIG_ERROR,
-                )
-            cfg, paths, start_round = prepare_resume(Path(args.resume))
-        else:
-            from simulator.sweep import sweep_overrides
-
-            if sweeps := sweep_overrides(args.overrides):
-                return _error(
-                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
-                    "every combination: fedleak run -m " + " ".join(args.overrides),
-                    exit_codes.CONFIG_ERROR,
-                )
-            cfg = load_experiment(args.overrides)
-    except ConfigError as exc:
-        return _error(str(exc), exit_codes.CONFIG_ERROR)
-    except FileNotFoundError as exc:
-        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
-    try:  # fail before anything starts when the data or the machine is not right
-        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
-        preflight(cfg)
-    except DatasetUnavailableError as exc:
-        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
-    except PreflightError as exc:
-        return _error(str(exc), exc.exit_code)
-    if args.resume is None:
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    cfg, paths, start_round = loaded
+    warnings = _check_before_start(cfg)
+    if isinstance(warnings, int):
+        return warnings
+    if paths is None:
         paths = create_run_dir(cfg)
+        write_warnings(paths.root, warnings)
         print(f"fedleak: experiment {cfg.name!r} -> {paths.root}")
     elif start_round > cfg.federation.rounds:
         print(f"fedleak: {paths.root} completed all {cfg.federation.rounds} rounds")
@@ -89,9 +125,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         code = exit_codes.RUN_FAILED
         if any("TooFewValidRepliesError" in type(e).__name__ for e in _chain(exc)):
             code = exit_codes.TOO_FEW_VALID_REPLIES
+        log = paths.root / FAILURES_LOG
+        with log.open("a", encoding="utf-8") as handle:  # the whole of it, for the record
+            handle.write("--- fedleak run failed\n" + "".join(traceback.format_exception(exc)))
         return _error(
-            f"run failed: {_root_cause(exc)}; rows written so far are in {paths.root} "
-            f"(rebuild its report with: fedleak report {paths.root})",
+            f"run failed: {short_message(_root_cause(exc), log)}\nrows written so far are in "
+            f"{paths.root} (rebuild its report with: fedleak report {paths.root})",
             code,
         )
     return exit_codes.OK
@@ -145,9 +184,41 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    from simulator.catalog import catalog, format_catalog
+
+    print(format_catalog(catalog(args.kind)))
+    return exit_codes.OK
+
+
+def version_line() -> str:
+    """``fedleak X (flwr Y, torch Z, ray W)``: what ``fedleak --version`` prints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    deps = ", ".join(f"{name} {of(name)}" for name in ("flwr", "torch", "ray"))
+    return f"fedleak {of('fedleak')} ({deps})"
+
+
+def _add_list_parser(sub: Any) -> None:
+    from simulator.catalog import CATALOGS
+
+    listing = sub.add_parser(
+        "list", help="list the attacks, models, data sets or defenses, with what each needs"
+    )
+    listing.add_argument("kind", choices=sorted(CATALOGS))
+    listing.set_defaults(func=_cmd_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment in simulation (Hydra overrides: key=value)")
     run.add_argument("overrides", nargs="*", help="e.g. model=lenet federation.rounds=5")
@@ -181,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved, validated config")
     config.add_argument("overrides", nargs="*")
     config.set_defaults(func=_cmd_config)
+    _add_list_parser(sub)
     add_deploy_parser(sub)
     return parser
 

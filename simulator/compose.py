@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,10 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigErro
             first_line = message.splitlines()[0]
             return ConfigError([f"{group}: {choice!r} is not one of {options} ({first_line})"])
     if "not in struct" in message or "Could not override" in message:
+        from simulator.key_hints import schema_keys, unknown_key_message
+
         key = message.split("'")[1] if "'" in message else "?"
-        first_line = message.splitlines()[0]
-        return ConfigError(
-            [f"{key}: unknown key ({first_line}); add new entries with '+{key}=...'"]
-        )
+        return ConfigError([unknown_key_message(key, schema_keys(ExperimentConfig))])
     return ConfigError([f"overrides {list(overrides)}: {message.splitlines()[0]}"])
 
 
@@ -69,6 +70,22 @@ def compose_mapping(overrides: Sequence[str] = ()) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
+@lru_cache(maxsize=4)
+def _default_mapping(directory: str) -> dict[str, Any]:
+    """The default experiment of a config directory (what run names are relative to)."""
+    return compose_mapping(())
+
+
 def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Compose, parse and validate; raises :class:`ConfigError` naming every bad key."""
-    return experiment_from_mapping(compose_mapping(overrides))
+    """Compose, parse and validate; raises :class:`ConfigError` naming every bad key.
+
+    A run that keeps the default ``name`` is named after what it changes
+    (:func:`simulator.naming.derive_run_name`); ``name=...`` keeps the name given.
+    """
+    from simulator.naming import DEFAULT_NAME, derive_run_name, names_itself
+
+    cfg = experiment_from_mapping(compose_mapping(overrides))
+    if cfg.name != DEFAULT_NAME or names_itself(overrides):
+        return cfg
+    derived = derive_run_name(cfg.to_dict(), _default_mapping(str(config_dir())))
+    return dataclasses.replace(cfg, name=derived)

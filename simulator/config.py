@@ -27,7 +27,14 @@ from simulator.choices import (
     accepted_inits,
     accepted_models,
     accepted_partitioners,
+    accepted_stems,
     attack_requirements,
+)
+from simulator.targets import (
+    choice_or_import,
+    extra_defense_problems,
+    own_model_problems,
+    resolve_targets,
 )
 
 UPDATE_DEFENSES = ("prune", "dp", "quantize", "secagg")
@@ -44,11 +51,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Which data the clients hold. ``name``: a registered data set (``digits`` offline)."""
+    """Which data the clients hold. ``name``: a registered data set (``digits`` offline) or
+    a loader's import path (``_target_``); ``args``: the loader's own settings."""
 
     name: str = "digits"
     data_dir: str = "data"
     test_fraction: float = 0.2
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,12 @@ class ModelConfig:
     width: int | None = None
     activation: str | None = None
     init: str = "default"
+    stem: str = "auto"
+    """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Arguments of a model given by import path (``_target_``) or entry point."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +182,14 @@ class DefenseConfig:
     prune: PruneSettings = field(default_factory=PruneSettings)
     quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Registered defenses (:mod:`simulator.defenses`, e.g. other packages' entry points) by
+    name with their settings; each acts after quantize, before secagg."""
 
     def active(self) -> list[str]:
         """Names of the enabled update defenses, in the order they are applied."""
-        return [name for name in UPDATE_DEFENSES if getattr(self, name).enabled]
+        own = [name for name in UPDATE_DEFENSES[:-1] if getattr(self, name).enabled]
+        return own + list(self.extra) + (["secagg"] if self.secagg.enabled else [])
 
 
 @dataclass(frozen=True)
@@ -200,6 +217,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the end-of-run report computes beyond the recorded rows."""
+
+    lpips_weights: str | None = None
+    """torchvision's ImageNet AlexNet checkpoint (``alexnet-owt-7be5be79.pth``), or a folder
+    holding it, for LPIPS; ``None``: ``$TORCH_HOME/hub/checkpoints/``. Never downloaded."""
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One fedleak experiment, fully resolved."""
 
@@ -213,6 +239,7 @@ class ExperimentConfig:
     attack: AttackSelection = field(default_factory=AttackSelection)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML-ready)."""
@@ -263,7 +290,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in sorted(set(data) - fields):
-        problems.append(f"{prefix}{key}: unknown key; accepted keys: {sorted(fields)}")
+        from simulator.key_hints import schema_keys, unknown_key_message
+
+        accepted = [f"{prefix}{k}" for k in schema_keys(cls)]
+        problems.append(unknown_key_message(f"{prefix}{key}", accepted))
     kwargs: dict[str, Any] = {}
     for name in fields & set(data):
         tp = hints[name]
@@ -302,9 +332,16 @@ def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) 
 def _check_choices(cfg: ExperimentConfig) -> list[str]:
     fed = cfg.federation
     return [
-        *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
-        *_choice("model.name", cfg.model.name, accepted_models()),
+        *choice_or_import("dataset.name", cfg.dataset.name, accepted_datasets()),
+        *choice_or_import("model.name", cfg.model.name, accepted_models()),
+        *own_model_problems(cfg.model.name, width=cfg.model.width, activation=cfg.model.activation),
         *_choice("model.init", cfg.model.init, accepted_inits()),
+        *_choice("model.stem", cfg.model.stem, accepted_stems()),
+        *(
+            [f"model.stem: {cfg.model.stem!r} applies to model=resnet18 only; leave it 'auto'"]
+            if cfg.model.stem != "auto" and cfg.model.name != "resnet18"
+            else []
+        ),
         *(
             _choice("model.activation", cfg.model.activation, accepted_activations())
             if cfg.model.activation is not None
@@ -416,6 +453,7 @@ def _check_defenses(cfg: ExperimentConfig) -> list[str]:
         )
     if not 1 <= quant.bits <= 32:
         problems.append(f"defense.quantize.bits: must be in [1, 32], got {quant.bits}")
+    problems += extra_defense_problems(cfg.defense.extra)
     if secagg.enabled:
         per_round = max(1, round(cfg.federation.num_clients * cfg.federation.fraction_train))
         if not 2 <= secagg.num_shares <= per_round:
@@ -454,6 +492,10 @@ def defense_from_mapping(data: Mapping[str, Any]) -> DefenseConfig:
     return typing.cast(DefenseConfig, defense)
 
 
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:
     """Parse and validate a composed config.
 
@@ -464,7 +506,8 @@ def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:
         and threat-model mismatch, each naming its key.
     """
     problems: list[str] = []
-    cfg = _build(ExperimentConfig, data, "", problems)
+    own = {"model": _field_names(ModelConfig), "dataset": _field_names(DatasetConfig)}
+    cfg = _build(ExperimentConfig, resolve_targets(data, own), "", problems)
     if not problems:
         for check in CHECKS:
             problems.extend(check(cfg))

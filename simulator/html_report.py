@@ -9,27 +9,37 @@ DOM shows whether the page rendered.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from simulator.plots import ACCURACY_PLOT, LEAKAGE_METRICS, write_plots
-from simulator.results import STATUS_OK, LeakageRecord, RunPaths, read_jsonl_rows
-
-SERVER_KNOWLEDGE = (
-    "the global model it sends each round",
-    "each client's reply: its updated weights, hence the update",
-    "the training hyperparameters it configured",
-    "the num-examples each client reports",
+from simulator.findings import client_leakage
+from simulator.html_parts import cell, esc, figure, table, tree
+from simulator.html_threat import active_defenses, threat_model
+from simulator.plots import (
+    ACCURACY_PLOT,
+    EXACT_PSNR_DB,
+    LEAKAGE_METRICS,
+    LEARNING_PLOT,
+    write_plots,
 )
-HYPERPARAMETER_KEYS = ("mode", "lr", "batch_size", "local_steps", "local_epochs", "loss")
+from simulator.report import ReportNotes
+from simulator.results import (
+    STATUS_OK,
+    STATUS_TITLES,
+    LeakageRecord,
+    RunPaths,
+    read_jsonl_rows,
+    read_run_config,
+)
+from simulator.run_facts import run_facts
+
+__all__ = ["SECTIONS", "active_defenses", "read_config", "render_html", "write_html_report"]
+
+read_config = read_run_config
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -45,6 +55,9 @@ figure{margin:.6em 0 1.2em}figcaption{font-size:.85em;color:#656d76}
 .plots{display:flex;flex-wrap:wrap;gap:1em}.plots figure{flex:1 1 480px}
 nav a{margin-right:1em}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
+.scroll{overflow-x:auto}.alert{border-left:4px solid #cf222e;background:#fff5f5;padding:.4em .8em}
+.warn{border-left:4px solid #bf8700;background:#fff8e5;padding:.4em .8em}
+.warn li,.alert li{margin:.2em 0}td.heat{font-variant-numeric:tabular-nums}
 """
 
 _SCRIPT = """
@@ -59,6 +72,8 @@ window.addEventListener("load", function () {
 
 SECTIONS = (
     ("summary", "Summary"),
+    ("clients", "Leakage per client"),
+    ("learning", "Leakage as the model learns"),
     ("leakage", "Leakage per round"),
     ("accuracy", "Accuracy"),
     ("gallery", "Truth vs reconstruction"),
@@ -67,213 +82,47 @@ SECTIONS = (
 )
 
 
-def esc(value: object) -> str:
-    """``str(value)`` escaped for HTML text and attribute values."""
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return esc(value)
-
-
-def data_uri(png: Path) -> str:
-    """The PNG file as a ``data:image/png;base64,...`` URI."""
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-
-
-def _figure(png: Path, alt: str, caption: str = "") -> str:
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
-
-
-def _table(columns: list[str], rows: Iterable[Iterable[object]], text_cols: int = 0) -> str:
-    def cls(i: int) -> str:
-        return ' class="text"' if i < text_cols else ""
-
-    head = "".join(f"<th{cls(i)}>{esc(c)}</th>" for i, c in enumerate(columns))
-    body = "".join(
-        "<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>" for i, v in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _tree(value: Any) -> str:
-    """A YAML/JSON tree as nested key/value tables; lists of scalars inline."""
-    if isinstance(value, Mapping):
-        if not value:
-            return '<span class="muted">{}</span>'
-        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_tree(v)}</td></tr>" for k, v in value.items())
-        return f'<table class="tree">{rows}</table>'
-    if isinstance(value, list):
-        if all(not isinstance(v, Mapping | list) for v in value):
-            return "<code>[" + ", ".join(esc(_scalar(v)) for v in value) + "]</code>"
-        return "<ol>" + "".join(f"<li>{_tree(v)}</li>" for v in value) + "</ol>"
-    return f"<code>{esc(_scalar(value))}</code>"
-
-
-def _scalar(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def read_config(paths: RunPaths) -> dict[str, Any]:
-    """The run's resolved ``config.yaml`` as a mapping (empty when missing or unreadable)."""
+def _privacy(paths: RunPaths) -> dict[str, Any] | None:
     try:
-        loaded = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def active_defenses(config: Mapping[str, Any]) -> list[str]:
-    """Defenses the config turns on, read generically from its ``defense`` tree.
-
-    Every mapping under ``defense`` with ``enabled: true`` is active (named by its key path,
-    with its other settings); a ``defense.name`` other than ``none`` is active too.
-    """
-    found: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if not isinstance(node, Mapping):
-            return
-        if node.get("enabled") is True:
-            settings = ", ".join(f"{k}={_scalar(v)}" for k, v in node.items() if k != "enabled")
-            found.append(f"{path} ({settings})" if settings else path)
-        for key, child in node.items():
-            walk(child, f"{path}.{key}")
-
-    defense = config.get("defense")
-    if isinstance(defense, Mapping):
-        name = defense.get("name")
-        if isinstance(name, str) and name != "none":
-            found.append(name)
-        walk(defense, "defense")
-    return found
-
-
-def _requirements(name: str) -> set[str] | None:
-    from simulator.choices import attack_requirements
-
-    try:
-        return set(attack_requirements(name))
-    except (ValueError, ImportError):
-        return None
-
-
-def _group(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = config.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _settings(group: Mapping[str, Any], keys: Iterable[str]) -> str:
-    return ", ".join(f"{k}={_scalar(group[k])}" for k in keys if k in group) or "-"
-
-
-def _requirement_rows(names: Iterable[object], disclose: set[str]) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
-    for name in names:
-        needs = _requirements(str(name))
-        if needs is None:
-            rows.append((name, "unknown (not registered here)", "-"))
-            continue
-        missing = sorted(needs - disclose)
-        covered = "no: " + ", ".join(missing) if missing else "yes"
-        rows.append((name, ", ".join(sorted(needs)) or "nothing beyond a plain server", covered))
-    return rows
-
-
-def _privacy_budget(paths: RunPaths) -> str:
-    """``privacy.json`` (the DP budget a run spent), when the run wrote one."""
-    try:
-        budget = json.loads(paths.privacy.read_text(encoding="utf-8"))
+        loaded = json.loads(paths.privacy.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    return "<h3>Privacy budget spent (local DP)</h3>" + _tree(budget)
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
-def _server_knowledge(defenses: list[str]) -> tuple[str, ...]:
-    if not any(d.startswith("defense.secagg") for d in defenses):
-        return SERVER_KNOWLEDGE
-    masked = "under secure aggregation only the round's aggregate, never a single reply"
-    return tuple(masked if "reply" in item else item for item in SERVER_KNOWLEDGE)
-
-
-def _threat_model(config: Mapping[str, Any], paths: RunPaths) -> str:
-    attack = _group(config, "attack")
-    hyper = _settings(_group(config, "federation"), HYPERPARAMETER_KEYS)
-    policy = _settings(attack, ("rounds", "client_fraction", "client_ids"))
-    disclose = [str(d) for d in attack.get("disclose") or []]
-    rows = _requirement_rows(attack.get("names") or [], set(disclose))
-    defenses = active_defenses(config)
-    parts = [
-        "<h3>What an honest-but-curious Flower server sees</h3><ul>",
-        *(f"<li>{esc(item)}</li>" for item in _server_knowledge(defenses)),
-        f"</ul><p>Hyperparameters sent: <code>{esc(hyper)}</code></p>",
-        "<h3>Disclosed beyond a plain Flower server</h3>",
-        f"<p><code>{esc(', '.join(disclose))}</code></p>"
-        if disclose
-        else "<p>nothing: the server knows only what a plain Flower server knows</p>",
-        "<h3>What each attack requires</h3>",
-        _table(["attack", "requires", "covered by disclose"], rows, text_cols=3)
-        if rows
-        else '<p class="muted">no attacks configured</p>',
-        "<h3>Active defenses</h3>",
-        "<ul>" + "".join(f"<li><code>{esc(d)}</code></li>" for d in defenses) + "</ul>"
-        if defenses
-        else "<p>none: clients send their plain updates</p>",
-        _privacy_budget(paths),
-        f"<h3>Which updates are attacked</h3><p><code>{esc(policy)}</code></p>",
-        "<h3>Ground truth</h3><p>",
-        "clients write the samples they used to the audit store, read only by the auditor "
-        "to score reconstructions; it never travels over Flower"
-        if attack.get("audit") is not False
-        else "no audit store: attacks run, nothing is scored",
-        "</p>",
-    ]
+def _notes(notes: ReportNotes) -> str:
+    parts = []
+    if notes.leaks:
+        items = "".join(f"<li>{esc(line)}</li>" for line in notes.leaks)
+        parts.append(f'<div class="alert" id="defended-leaks"><ul>{items}</ul></div>')
+    if notes.warnings:
+        items = "".join(f"<li>{esc(line)}</li>" for line in notes.warnings)
+        parts.append(f'<h3>Warnings</h3><div class="warn" id="warnings"><ul>{items}</ul></div>')
+    lines = [line for line in (notes.privacy, notes.lpips) if line]
+    parts.extend(f'<p class="muted">{esc(line)}</p>' for line in lines)
     return "".join(parts)
 
 
 def _summary(
+    paths: RunPaths,
     config: Mapping[str, Any],
     records: list[LeakageRecord],
     summary_rows: list[dict[str, Any]],
-    training_rows: list[dict[str, Any]],
+    notes: ReportNotes,
 ) -> str:
-    def get(*keys: str) -> object:
-        node: Any = config
-        for key in keys:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        return "-" if node is None else node
-
-    accuracy = [
-        r["test_accuracy"] for r in training_rows if isinstance(r.get("test_accuracy"), float | int)
-    ]
-    ok = sum(r.status == STATUS_OK for r in records)
-    facts = [
-        ("experiment", get("name")),
-        ("data set", get("dataset", "name")),
-        ("model", get("model", "name")),
-        ("clients x rounds", f"{get('federation', 'num_clients')} x {get('federation', 'rounds')}"),
-        ("training", get("federation", "mode")),
-        ("leakage rows", f"{len(records)} ({ok} ok)"),
-        ("final test accuracy", f"{accuracy[-1]:.3f}" if accuracy else "-"),
-    ]
+    training_rows = read_jsonl_rows(paths.training_jsonl)
+    facts = run_facts(config, records, training_rows, _privacy(paths))
     head = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
     parts = [
-        f'<table class="tree">{head}</table>',
+        f'<table class="tree" id="facts">{head}</table>',
+        _notes(notes),
         "<h3>Per round and attack (mean over successful attacks)</h3>",
     ]
     if summary_rows:
         columns = list(summary_rows[0])
-        parts.append(_table(columns, ([row[c] for c in columns] for row in summary_rows), 2))
+        titles = [STATUS_TITLES.get(c, c) for c in columns]
+        cells = ([row[c] for c in columns] for row in summary_rows)
+        parts.append('<div class="scroll">' + table(titles, cells, 2) + "</div>")
     else:
         parts.append('<p class="muted">no leakage rows recorded</p>')
     problems = Counter(
@@ -282,12 +131,45 @@ def _summary(
     if problems:
         parts.append("<h3>Rows without a reconstruction</h3>")
         rows = [(a, s, reason or "-", n) for (a, s, reason), n in sorted(problems.items())]
-        parts.append(_table(["attack", "status", "reason", "rows"], rows, text_cols=3))
+        parts.append(table(["attack", "status", "reason", "rows"], rows, text_cols=3))
     return "".join(parts)
 
 
+def _heat(psnr: float, attack: str) -> str:
+    """A PSNR cell shaded by how close it is to exact recovery."""
+    share = max(0.0, min(psnr, EXACT_PSNR_DB)) / EXACT_PSNR_DB
+    style = f"background:rgba(207,34,46,{0.6 * share:.2f})"
+    return f'<td class="heat" style="{style}" title="{esc(attack)}">{cell(psnr)}</td>'
+
+
+def _clients(records: list[LeakageRecord]) -> str:
+    rounds, clients = client_leakage(records)
+    if not clients:
+        return '<p class="muted">no successful, measured attack</p>'
+    head = "".join(
+        f"<th>{esc(c)}</th>"
+        for c in ["client", *(f"round {r}" for r in rounds), "peak PSNR", "peak round", "by"]
+    )
+    body = []
+    for client in clients:
+        cells = [f'<td class="text">{esc(client.owner)}</td>']
+        for server_round in rounds:
+            value = client.by_round.get(server_round)
+            cells.append(_heat(*value) if value else "<td>-</td>")
+        cells.append(f"<td>{cell(client.peak_psnr)}</td><td>{client.peak_round}</td>")
+        cells.append(f'<td class="text">{esc(client.peak_attack)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<p>Best PSNR [dB] over the attacks of each client's update, per round; the client "
+        f"that leaks most comes first. Shading saturates at {EXACT_PSNR_DB:g} dB "
+        "(exact recovery).</p>"
+        f'<div class="scroll"><table id="client-leakage"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
 def _plots_section(plots: Mapping[str, Path], keys: list[tuple[str, str]], empty: str) -> str:
-    figures = [_figure(plots[k], title) for k, title in keys if k in plots]
+    figures = [figure(plots[k], title) for k, title in keys if k in plots]
     if not figures:
         return f'<p class="muted">{esc(empty)}</p>'
     return '<div class="plots">' + "".join(figures) + "</div>"
@@ -309,7 +191,7 @@ def _gallery(paths: RunPaths, records: list[LeakageRecord]) -> str:
         )
         parts.append(f"<h3>Round {server_round}</h3>")
         if grid.is_file():
-            parts.append(_figure(grid, f"round {server_round}: truth vs reconstruction", caption))
+            parts.append(figure(grid, f"round {server_round}: truth vs reconstruction", caption))
         else:
             parts.append(
                 '<p class="muted">no image grid: no audited, successful reconstruction</p>'
@@ -317,28 +199,35 @@ def _gallery(paths: RunPaths, records: list[LeakageRecord]) -> str:
     return "".join(parts)
 
 
+def _config_section(config: Mapping[str, Any], paths: RunPaths) -> str:
+    text = paths.config.read_text(encoding="utf-8") if paths.config.is_file() else ""
+    return (
+        tree(config) if config else '<p class="muted">config.yaml missing</p>'
+    ) + f"<details><summary>config.yaml</summary><pre>{esc(text)}</pre></details>"
+
+
 def render_html(
     paths: RunPaths,
     records: list[LeakageRecord],
     summary_rows: list[dict[str, Any]],
     plots: Mapping[str, Path],
+    notes: ReportNotes | None = None,
 ) -> str:
     """The whole report page as one HTML string (see the module docstring)."""
-    config = read_config(paths)
-    training_rows = read_jsonl_rows(paths.training_jsonl)
+    config = read_run_config(paths)
     leakage_keys = [(m.key, m.title) for m in LEAKAGE_METRICS]
+    learning = [(LEARNING_PLOT, "Leakage and test accuracy on one round axis, per attack")]
     bodies = {
-        "summary": _summary(config, records, summary_rows, training_rows),
+        "summary": _summary(paths, config, records, summary_rows, notes or ReportNotes()),
+        "clients": _clients(records),
+        "learning": _plots_section(plots, learning, "no leakage or no accuracy to draw"),
         "leakage": _plots_section(plots, leakage_keys, "no successful attack to plot"),
         "accuracy": _plots_section(
             plots, [(ACCURACY_PLOT, "Accuracy and loss per round")], "no accuracy recorded"
         ),
         "gallery": _gallery(paths, records),
-        "threat-model": _threat_model(config, paths),
-        "config": (_tree(config) if config else '<p class="muted">config.yaml missing</p>')
-        + "<details><summary>config.yaml</summary><pre>"
-        + esc(paths.config.read_text(encoding="utf-8") if paths.config.is_file() else "")
-        + "</pre></details>",
+        "threat-model": threat_model(config, paths),
+        "config": _config_section(config, paths),
     }
     nav = "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title in SECTIONS)
     sections = "".join(
@@ -356,7 +245,10 @@ def render_html(
 
 
 def write_html_report(
-    paths: RunPaths, records: list[LeakageRecord], summary_rows: list[dict[str, Any]]
+    paths: RunPaths,
+    records: list[LeakageRecord],
+    summary_rows: list[dict[str, Any]],
+    notes: ReportNotes | None = None,
 ) -> Path:
     """Write the run's PNG plots, then ``report.html`` (atomically) from them.
 
@@ -368,6 +260,8 @@ def write_html_report(
         The run's leakage rows.
     summary_rows : list of dict
         Per-(round, attack) rows of :func:`simulator.report.summarise`.
+    notes : ReportNotes, optional
+        Lines shown under the summary box (warnings, defended leaks, LPIPS, budget).
 
     Returns
     -------
@@ -375,7 +269,7 @@ def write_html_report(
         ``paths.report_html``.
     """
     plots = write_plots(paths, records, read_jsonl_rows(paths.training_jsonl))
-    page = render_html(paths, records, summary_rows, plots)
+    page = render_html(paths, records, summary_rows, plots, notes)
     partial = paths.report_html.with_suffix(".html.partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(paths.report_html)

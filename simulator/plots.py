@@ -2,6 +2,13 @@
 
 Figures are drawn on :class:`matplotlib.figure.Figure` directly (Agg canvas, no pyplot
 state), so plotting works headless and from any thread.
+
+Two choices keep the curves readable. PSNR of an exact recovery is huge and arbitrary
+(138 dB, or the 300 dB cap for a bit-exact sample) and would squash every other value, so
+PSNR at or above :data:`EXACT_PSNR_DB` is drawn inside a shaded band at the top of the
+axis labelled "exact recovery". Curves that coincide (two attacks both at recovery 1.0)
+stay visible: each attack has its own marker and line style, and is shifted sideways by
+a small fraction of a round.
 """
 
 from __future__ import annotations
@@ -37,6 +44,16 @@ LEAKAGE_METRICS = (
     LeakageMetric("recovery", "recovery_rate", "recovery rate", "Recovery rate (AVD < 0.6)"),
 )
 ACCURACY_PLOT = "accuracy"
+LEARNING_PLOT = "leakage_accuracy"
+EXACT_PSNR_DB = 60.0
+"""PSNR from which a reconstruction counts as exact: an error of one grey level of an 8-bit
+image at every pixel is already 48 dB, so >= 60 dB is below what an image file can hold."""
+BAND_DB = 8.0
+"""Height of the exact-recovery band drawn above :data:`EXACT_PSNR_DB`."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINE_STYLES = ("-", "--", "-.", ":")
+DODGE = 0.08
+"""Sideways shift between attacks, in rounds, so coinciding curves stay visible."""
 
 
 @dataclass(frozen=True)
@@ -95,23 +112,80 @@ def _integer_rounds(ax: Any) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def plot_leakage(records: list[LeakageRecord], metric: LeakageMetric, target: Path) -> Path | None:
-    """Write one metric's per-round curve per attack (mean, min-max band) to ``target``.
+def _style(index: int, count: int) -> dict[str, Any]:
+    """Marker, line style and size of the ``index``-th of ``count`` curves (later: smaller)."""
+    return {
+        "marker": MARKERS[index % len(MARKERS)],
+        "ls": LINE_STYLES[index % len(LINE_STYLES)],
+        "markersize": max(3.0, 7.0 - 1.5 * index),
+        "markerfacecolor": "none" if index % 2 else None,
+        "zorder": 3 + count - index,
+    }
 
-    Returns ``None`` (and removes a stale ``target``) when no ``ok`` row has the metric.
-    """
+
+def _dodge(rounds: np.ndarray, index: int, count: int) -> np.ndarray:
+    return rounds + (index - (count - 1) / 2) * DODGE
+
+
+def exact_band(values: np.ndarray) -> np.ndarray:
+    """PSNR as drawn: values at or above :data:`EXACT_PSNR_DB` move to the band's middle."""
+    return np.where(values >= EXACT_PSNR_DB, EXACT_PSNR_DB + BAND_DB / 2, values)
+
+
+def _draw_exact_band(ax: Any, bands: dict[str, Band]) -> None:
+    """Shade and label the exact-recovery band when some PSNR reaches it."""
+    if not any((band.high >= EXACT_PSNR_DB).any() for band in bands.values()):
+        return
+    ax.axhspan(EXACT_PSNR_DB, EXACT_PSNR_DB + BAND_DB, color="#2da44e", alpha=0.12, lw=0)
+    ax.text(
+        0.01,
+        EXACT_PSNR_DB + BAND_DB * 0.82,
+        f"exact recovery (>= {EXACT_PSNR_DB:g} dB)",
+        transform=ax.get_yaxis_transform(),
+        fontsize=7,
+        va="center",
+        color="#1a7f37",
+    )
+    low = min(0.0, *(float(band.low.min()) for band in bands.values()))
+    ax.set_ylim(low, EXACT_PSNR_DB + BAND_DB)
+
+
+def _draw_bands(ax: Any, bands: dict[str, Band], psnr: bool) -> None:
+    for index, (attack, band) in enumerate(bands.items()):
+        x = _dodge(band.rounds, index, len(bands))
+        mean, low, high = (
+            (exact_band(band.mean), exact_band(band.low), exact_band(band.high))
+            if psnr
+            else (band.mean, band.low, band.high)
+        )
+        (line,) = ax.plot(x, mean, label=attack, **_style(index, len(bands)))
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+
+
+def _save_or_remove(fig: Figure | None, target: Path) -> Path | None:
+    if fig is None:
+        target.unlink(missing_ok=True)
+        return None
+    return _save(fig, target)
+
+
+def plot_leakage(records: list[LeakageRecord], metric: LeakageMetric, target: Path) -> Path | None:
+    """Write :func:`leakage_figure` to ``target``; ``None`` (stale file removed) without data."""
+    return _save_or_remove(leakage_figure(records, metric), target)
+
+
+def leakage_figure(records: list[LeakageRecord], metric: LeakageMetric) -> Figure | None:
+    """One metric's per-round curve per attack (mean, min-max band); ``None`` without data."""
     bands = leakage_bands(records, metric.field)
     if not bands:
-        target.unlink(missing_ok=True)
         return None
     fig = Figure(figsize=(6.4, 3.6))
     ax = fig.subplots()
-    for attack, band in bands.items():
-        (line,) = ax.plot(band.rounds, band.mean, marker="o", label=attack)
-        ax.fill_between(band.rounds, band.low, band.high, color=line.get_color(), alpha=0.2)
+    _draw_bands(ax, bands, psnr=metric.key == "psnr")
     if metric.key == "psnr":
         for attack, band in leakage_bands(records, "psnr_init_mean").items():
             ax.plot(band.rounds, band.mean, ls="--", color="gray", lw=1, label=f"{attack} (init)")
+        _draw_exact_band(ax, bands)
     if metric.key == "avd":
         ax.axhline(
             AVD_THRESHOLD, ls=":", color="gray", lw=1, label=f"recovered below {AVD_THRESHOLD}"
@@ -124,7 +198,50 @@ def plot_leakage(records: list[LeakageRecord], metric: LeakageMetric, target: Pa
     ax.set_title(f"{metric.title}: mean over updates, band min-max", fontsize=10)
     _integer_rounds(ax)
     ax.legend(fontsize=8)
-    return _save(fig, target)
+    return fig
+
+
+def plot_learning(
+    records: list[LeakageRecord], training_rows: list[dict[str, Any]], target: Path
+) -> Path | None:
+    """Write :func:`learning_figure` to ``target``; ``None`` (stale file removed) without data."""
+    return _save_or_remove(learning_figure(records, training_rows), target)
+
+
+def learning_figure(
+    records: list[LeakageRecord], training_rows: list[dict[str, Any]]
+) -> Figure | None:
+    """Leakage (PSNR) and test accuracy on one round axis, one panel per attack.
+
+    Shows whether an attack's leakage rises or falls as the global model learns. ``None``
+    without PSNR rows or accuracy rows.
+    """
+    bands = leakage_bands(records, "psnr_mean")
+    rounds, accuracy = _series(training_rows, "test_accuracy")
+    if not bands or not rounds:
+        return None
+    columns = min(3, len(bands))
+    rows = math.ceil(len(bands) / columns)
+    fig = Figure(figsize=(4.6 * columns, 3.3 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).flat
+    for ax, (attack, band) in zip(axes, bands.items(), strict=False):
+        _draw_bands(ax, {attack: band}, psnr=True)
+        ax.set_ylim(bottom=min(0.0, float(band.low.min())))  # a fair scale: from 0 dB
+        _draw_exact_band(ax, {attack: band})
+        ax.set_ylabel("PSNR [dB]", color="C0")
+        ax.set_title(attack, fontsize=10)
+        _integer_rounds(ax)
+        twin = ax.twinx()
+        twin.plot(rounds, accuracy, color="black", lw=1.2, marker=".", label="test accuracy")
+        twin.set_ylim(0.0, 1.0)
+        twin.set_ylabel("test accuracy")
+        ax.set_xlim(min(rounds[0], int(band.rounds[0])) - 0.5, max(rounds[-1], 1) + 0.5)
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles, ["PSNR (band: min-max)", "test accuracy"], fontsize=7, loc="best")
+    for ax in list(axes):  # panels left over in the last row
+        ax.set_visible(False)
+    fig.suptitle("Leakage (PSNR, mean and min-max) and test accuracy per round", fontsize=10)
+    return fig
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -172,7 +289,7 @@ def write_plots(
     -------
     dict of str to Path
         The written PNG per plot key (``psnr``, ``ssim``, ``avd``, ``recovery``,
-        ``accuracy``); keys without data are absent.
+        ``accuracy``, ``leakage_accuracy``); keys without data are absent.
     """
     written: dict[str, Path] = {}
     for metric in LEAKAGE_METRICS:
@@ -182,4 +299,7 @@ def write_plots(
     accuracy = plot_accuracy(training_rows, paths.plot_file(ACCURACY_PLOT))
     if accuracy is not None:
         written[ACCURACY_PLOT] = accuracy
+    learning = plot_learning(records, training_rows, paths.plot_file(LEARNING_PLOT))
+    if learning is not None:
+        written[LEARNING_PLOT] = learning
     return written

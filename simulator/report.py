@@ -5,39 +5,44 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
-from dataclasses import asdict
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from simulator.audit import AuditStore
 from simulator.config import ConfigError
-from simulator.metrics import match_samples
+from simulator.findings import defended_leaks
 from simulator.privacy import write_run_privacy
+from simulator.report_images import RowKey, lpips_scores, mean_lpips, write_round_grid
 from simulator.results import (
     STATUS_OK,
+    STATUSES,
     LeakageRecord,
     RunPaths,
     read_jsonl_rows,
     read_leakage,
+    read_run_config,
+    status_counts,
     write_csv,
 )
+from simulator.setting_warnings import read_warnings
 
-SUMMARY_COLUMNS = (
-    "round",
-    "attack",
-    "updates",
-    "ok",
-    "failed",
+METRIC_COLUMNS = (
     "psnr_mean",
     "psnr_min",
     "psnr_init",
     "ssim",
+    "lpips",
     "avd",
     "label_acc",
     "recovery",
     "time_s",
 )
+SUMMARY_COLUMNS = ("round", "attack", "updates", *STATUSES, *METRIC_COLUMNS)
+"""Columns of :func:`summarise` (a status no version knows yet adds its own column)."""
+TEXT_HEADERS = {"not_applicable": "n/a"}
+"""Shorter headers in the plain-text table, so it fits a terminal."""
 
 
 def _nanmean(values: list[float]) -> float:
@@ -45,27 +50,36 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def summarise(records: list[LeakageRecord]) -> list[dict[str, float | int | str]]:
-    """One row per (round, attack): counts and mean metrics over its successful attacks."""
+def summarise(
+    records: list[LeakageRecord], lpips: Mapping[RowKey, float] | None = None
+) -> list[dict[str, float | int | str]]:
+    """One row per (round, attack): a count per status and mean metrics over the ``ok`` rows.
+
+    Every status has its own column (``ok``, ``failed``, ``not_applicable``, ``timeout``,
+    ``skipped``, ``rejected``), so an attack that does not apply is never read as broken.
+    ``lpips`` holds LPIPS per row where it was computed (the column is NaN elsewhere).
+    """
     groups: dict[tuple[int, str], list[LeakageRecord]] = defaultdict(list)
     for record in records:
         groups[(record.round, record.attack)].append(record)
+    every_status = list(status_counts(records))
     rows: list[dict[str, float | int | str]] = []
     for (server_round, attack), group in sorted(groups.items()):
         ok = [r for r in group if r.status == STATUS_OK]
+        counts = status_counts(group)
         rows.append(
             {
                 "round": server_round,
                 "attack": attack,
                 "updates": len(group),
-                "ok": len(ok),
-                "failed": len(group) - len(ok),
+                **{status: counts.get(status, 0) for status in every_status},
                 "psnr_mean": _nanmean([r.psnr_mean for r in ok]),
                 "psnr_min": min(
                     (r.psnr_min for r in ok if not math.isnan(r.psnr_min)), default=math.nan
                 ),
                 "psnr_init": _nanmean([r.psnr_init_mean for r in ok]),
                 "ssim": _nanmean([r.ssim_mean for r in ok]),
+                "lpips": mean_lpips(dict(lpips or {}), ok),
                 "avd": _nanmean([r.avd_mean for r in ok]),
                 "label_acc": _nanmean([r.label_accuracy for r in ok]),
                 "recovery": _nanmean([r.recovery_rate for r in ok]),
@@ -89,8 +103,10 @@ def format_table(rows: list[dict[str, float | int | str]]) -> str:
             )
         return str(value)
 
-    table = [list(SUMMARY_COLUMNS)] + [[cell(row[c]) for c in SUMMARY_COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(SUMMARY_COLUMNS))]
+    columns = list(rows[0]) if rows else list(SUMMARY_COLUMNS)
+    table = [[TEXT_HEADERS.get(c, c) for c in columns]]
+    table += [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     lines = [
         "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
         for line in table
@@ -99,127 +115,76 @@ def format_table(rows: list[dict[str, float | int | str]]) -> str:
     return "\n".join(lines)
 
 
-def _as_display(sample: np.ndarray) -> np.ndarray:
-    """(C,H,W) in [0,1] -> (H,W) or (H,W,3) for imshow."""
-    image = np.clip(sample, 0.0, 1.0)
-    return image[0] if image.shape[0] == 1 else np.transpose(image[:3], (1, 2, 0))
+@dataclass(frozen=True)
+class ReportNotes:
+    """The lines below the table: budget, LPIPS, defenses that failed, start-up warnings."""
+
+    privacy: str = ""
+    lpips: str = ""
+    leaks: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """Every note as printed under the table (warnings prefixed ``warning:``)."""
+        lines = [line for line in (self.privacy, self.lpips) if line]
+        return [*lines, *self.leaks, *(f"warning: {w}" for w in self.warnings)]
 
 
-GRID_COLUMNS = 16
-"""Samples shown per round grid at most (the first nodes' first samples): a wider grid is
-unreadable, and drawing one column per update of a 64-client round took seconds."""
+def _lpips(
+    paths: RunPaths, records: list[LeakageRecord], config: dict[str, Any]
+) -> tuple[dict[RowKey, float], str]:
+    """LPIPS per row where the backbone weights exist, else why not (one line)."""
+    if not any(r.status == STATUS_OK for r in records):
+        return {}, ""
+    from simulator.lpips import LpipsUnavailableError, lpips_scorer
+
+    report = config.get("report")
+    setting = report.get("lpips_weights") if isinstance(report, dict) else None
+    try:
+        scorer = lpips_scorer(setting)
+    except LpipsUnavailableError as exc:
+        return {}, str(exc)
+    return lpips_scores(paths, records, scorer), ""
 
 
-def _grid_columns(
-    paths: RunPaths, server_round: int, records: list[LeakageRecord]
-) -> tuple[list[str], list[tuple[np.ndarray, dict[str, np.ndarray]]]] | None:
-    """(attacks, [(truth sample, {attack: matched reconstruction})]); ``None``: not images."""
-    audit = AuditStore(paths.audit)
-    ok = [r for r in records if r.round == server_round and r.status == STATUS_OK]
-    nodes = sorted({r.node_id for r in ok if audit.has(server_round, r.node_id)})
-    attacks = sorted({r.attack for r in ok})
-    columns: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-    for node in nodes:
-        if len(columns) >= GRID_COLUMNS:
-            break
-        truth = audit.read(server_round, node).inputs
-        if truth.ndim != 4:
-            return None
-        recon_by_attack: dict[str, np.ndarray] = {}
-        for attack in attacks:
-            file = paths.reconstruction_file(server_round, node, attack)
-            if file.is_file():
-                with np.load(file) as data:
-                    recon = data["inputs"]
-                t_idx, r_idx = match_samples(truth, recon)
-                aligned = np.full_like(truth, np.nan)
-                aligned[t_idx] = recon[r_idx]
-                recon_by_attack[attack] = aligned
-        for i in range(min(len(truth), 8, GRID_COLUMNS - len(columns))):
-            columns.append((truth[i], {a: v[i] for a, v in recon_by_attack.items()}))
-    return attacks, columns
-
-
-def _mosaic(
-    attacks: list[str], columns: list[tuple[np.ndarray, dict[str, np.ndarray]]]
-) -> np.ndarray:
-    """One RGB image: truth row above one row per attack, 1-pixel white gaps, blank cells
-    where an attack has no reconstruction of that sample."""
-    first = _as_display(columns[0][0])
-    height, width = first.shape[:2]
-    rows = 1 + len(attacks)
-    mosaic = np.ones(((height + 1) * rows - 1, (width + 1) * len(columns) - 1, 3))
-    for col, (truth_sample, recons) in enumerate(columns):
-        cells = [truth_sample, *(recons.get(a) for a in attacks)]
-        for row, cell in enumerate(cells):
-            if cell is None or np.isnan(cell).any():
-                continue
-            image = _as_display(cell)
-            y, x = row * (height + 1), col * (width + 1)
-            mosaic[y : y + height, x : x + width] = image if image.ndim == 3 else image[..., None]
-    return mosaic
-
-
-def write_round_grid(
-    paths: RunPaths, server_round: int, records: list[LeakageRecord]
-) -> Path | None:
-    """Truth in the top row, each attack's matched reconstruction below (at most
-    :data:`GRID_COLUMNS` samples), drawn as one image.
-
-    Returns ``None`` when there is nothing to show (no audited images).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    found = _grid_columns(paths, server_round, records)
-    if found is None or not found[1]:
-        return None
-    attacks, columns = found
-    mosaic = _mosaic(attacks, columns)
-    rows = 1 + len(attacks)
-    fig, ax = plt.subplots(figsize=(0.6 * len(columns) + 1, 0.7 * rows + 0.5))
-    ax.imshow(mosaic, vmin=0, vmax=1, interpolation="nearest")
-    cell_height = (mosaic.shape[0] + 1) / rows
-    ax.set_yticks([cell_height * (r + 0.5) - 1 for r in range(rows)], ["truth", *attacks])
-    ax.tick_params(axis="y", length=0, labelsize=8)
-    ax.set_xticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(f"round {server_round}: truth (top) vs reconstruction", fontsize=9)
-    paths.grids.mkdir(parents=True, exist_ok=True)
-    target = paths.grids / f"round_{server_round:04d}.png"
-    fig.savefig(target, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return target
+def _privacy_line(paths: RunPaths) -> str:
+    try:
+        return write_run_privacy(paths)
+    except (ConfigError, OSError, ValueError) as exc:  # the rows' files are already written
+        return f"privacy budget not computed: {exc}"
 
 
 def build_report(paths: RunPaths) -> str:
-    """Rebuild CSVs, ``summary.txt``, image grids, plots and ``report.html``; return the table.
+    """Rebuild CSVs, ``summary.txt``, image grids, plots and ``report.html``; return the text.
 
     The rows' files come first, so a failure while drawing loses nothing recorded; a failing
-    plot or HTML page is reported on stderr and does not fail the run.
+    plot or HTML page is reported on stderr and does not fail the run. The text is the
+    table, then the privacy budget, the LPIPS line, defended updates that were still
+    reconstructed, and the run's start-up warnings.
     """
     records = read_leakage(paths.leakage_jsonl)
     write_csv(paths.leakage_csv, [asdict(r) for r in records])
     write_csv(paths.training_csv, read_jsonl_rows(paths.training_jsonl))
     rows = summarise(records)
-    table = format_table(rows)
-    paths.summary.write_text(table + "\n", encoding="utf-8")
-    try:
-        privacy_line = write_run_privacy(paths)
-    except (ConfigError, OSError, ValueError) as exc:  # the rows' files are already written
-        privacy_line = f"privacy budget not computed: {exc}"
-    if privacy_line:
-        table += "\n" + privacy_line
-        paths.summary.write_text(table + "\n", encoding="utf-8")
+    paths.summary.write_text(format_table(rows) + "\n", encoding="utf-8")
+    config = read_run_config(paths)
+    lpips, lpips_line = _lpips(paths, records, config)
+    rows = summarise(records, lpips)
+    write_csv(paths.summary_csv, [dict(row) for row in rows])
+    notes = ReportNotes(
+        privacy=_privacy_line(paths),
+        lpips=lpips_line,
+        leaks=tuple(defended_leaks(config, records)),
+        warnings=tuple(read_warnings(paths.root)),
+    )
+    text = "\n".join([format_table(rows), *notes.lines()])
+    paths.summary.write_text(text + "\n", encoding="utf-8")
     for server_round in sorted({r.round for r in records}):
         write_round_grid(paths, server_round, records)
     try:
         from simulator.html_report import write_html_report  # matplotlib only when drawing
 
-        write_html_report(paths, records, rows)
+        write_html_report(paths, records, rows, notes)
     except Exception as exc:  # a drawing bug must not fail a finished run
         print(f"fedleak: warning: report.html not written: {exc!r}", file=sys.stderr)
-    return table
+    return text

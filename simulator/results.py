@@ -6,11 +6,22 @@ import csv
 import json
 import math
 import os
+import typing
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from attacks.types import AttackStatus
+
 STATUS_OK = "ok"
+STATUS_REJECTED = "rejected"
+"""A reply the server refused to aggregate (written by the attack pipeline, not an attack)."""
+STATUSES: tuple[str, ...] = (STATUS_OK, *typing.get_args(AttackStatus), STATUS_REJECTED)
+"""Every status a row can carry, in the order tables show them."""
+STATUS_TITLES = {"not_applicable": "not applicable"}
+"""How a status reads in prose and in the HTML report (the others read as they are)."""
 
 
 @dataclass(frozen=True)
@@ -18,7 +29,8 @@ class LeakageRecord:
     """The leakage of one attack on one client update.
 
     ``status`` is ``ok`` when the attack returned a reconstruction (metrics set), else one of
-    ``failed``, ``not_applicable``, ``timeout``, ``skipped`` with ``reason`` (metrics NaN).
+    ``failed``, ``not_applicable``, ``timeout``, ``skipped`` (the attack's outcome) or
+    ``rejected`` (the server refused the reply), with ``reason`` (metrics NaN).
     ``client`` is the client's partition id from the audit store (-1 without audit): unlike
     Flower's random ``node_id`` it is the same in every run of the experiment.
     ``psnr_init_mean`` is the PSNR of an optimisation attack's random starting point: the
@@ -70,6 +82,25 @@ class LeakageRecord:
         return cls(**kwargs)
 
 
+def status_counts(records: Iterable[LeakageRecord]) -> dict[str, int]:
+    """Rows per status: every status of :data:`STATUSES` (0 when absent), then any other.
+
+    A status this version does not know (a newer recorder's) keeps its own count instead
+    of being folded into another.
+    """
+    counts = Counter(r.status for r in records)
+    known = {status: counts.pop(status, 0) for status in STATUSES}
+    return {**known, **dict(sorted(counts.items()))}
+
+
+def describe_statuses(records: Iterable[LeakageRecord]) -> str:
+    """``"16 (8 ok, 8 not applicable)"``: the rows and what each of them was."""
+    counts = status_counts(records)
+    total = sum(counts.values())
+    parts = [f"{n} {STATUS_TITLES.get(s, s)}" for s, n in counts.items() if n]
+    return f"{total} ({', '.join(parts)})" if parts else "0"
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Where a run writes everything: ``runs/<experiment>/<timestamp>/``."""
@@ -99,6 +130,10 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.txt"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
 
     @property
     def privacy(self) -> Path:
@@ -162,6 +197,17 @@ def read_leakage(path: Path) -> list[LeakageRecord]:
         except (json.JSONDecodeError, TypeError):
             continue
     return records
+
+
+def read_run_config(paths: RunPaths) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` as a mapping (empty when missing or unreadable)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from simulator import record_keys as keys
 from simulator.config import ExperimentConfig
+from simulator.failures import FAILURES_LOG, divert_flower_errors
 from simulator.results import RunPaths
 
 
@@ -76,10 +77,15 @@ def run_in_simulation(
     if not verbose:
         # Flower warns about its own deprecated run_simulation and skipped evaluation.
         logging.getLogger("flwr").setLevel(logging.ERROR)
-    run_simulation(
-        server_app=load_component(keys.SERVER_APP),
-        client_app=load_component(keys.CLIENT_APP),
-        num_supernodes=cfg.federation.num_clients,
-        backend_config=config,
-        verbose_logging=verbose,
-    )
+    with divert_flower_errors(paths.root / FAILURES_LOG) as failures:
+        try:
+            run_simulation(
+                server_app=load_component(keys.SERVER_APP),
+                client_app=load_component(keys.CLIENT_APP),
+                num_supernodes=cfg.federation.num_clients,
+                backend_config=config,
+                verbose_logging=verbose,
+            )
+        finally:
+            for line in failures.summary():
+                print(f"fedleak: {line}", file=sys.stderr)

@@ -89,7 +89,7 @@ def effective_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     for key in PLACEMENT_KEYS:
         data.pop(key)
     for name, settings in data["defense"].items():
-        if not settings["enabled"]:
+        if name in UPDATE_DEFENSES and not settings["enabled"]:
             data["defense"][name] = {"enabled": False}
     data["attack"]["params"] = {
         k: v for k, v in data["attack"]["params"].items() if k in cfg.attack.names
@@ -292,14 +292,14 @@ def _preflight_all(plan: SweepPlan) -> tuple[str, int] | None:
     """Data set and environment checks of every job, before the first runs: (message, code)."""
     from simulator import exit_codes
     from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import cached_splits
+    from simulator.experiment_data import experiment_splits
     from simulator.preflight import PreflightError, preflight
 
     for job in plan.jobs:
-        cfg, data = job.cfg, job.cfg.dataset
+        cfg = job.cfg
         try:
-            cached_splits(data.name, data.data_dir, cfg.seed, data.test_fraction)
             preflight(cfg)
+            experiment_splits(cfg)
         except DatasetUnavailableError as exc:
             return f"[{' '.join(job.overrides)}]: {exc}", exit_codes.DATASET_UNAVAILABLE
         except PreflightError as exc:

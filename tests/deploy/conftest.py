@@ -53,7 +53,7 @@ def simulation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("simulation")
     proc = fedleak("run", *EXPERIMENT, f"output_dir={out}", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = (out / "default").iterdir()
+    (run_dir,) = (c.parent for c in out.glob("*/*/config.yaml"))  # named by its settings
     return run_dir
 
 

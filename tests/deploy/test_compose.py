@@ -68,7 +68,7 @@ def deployed_run(deployment: Deployment, tmp_path_factory: pytest.TempPathFactor
     proc = fedleak("deploy", "run", *EXPERIMENT, f"output_dir={out}", env=deployment.env)
     TIMINGS["2-round run (compose)"] = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-12000:] + proc.stderr[-3000:]
-    (run_dir,) = (out / "default").iterdir()
+    (run_dir,) = (c.parent for c in out.glob("*/*/config.yaml"))  # named by its settings
     return run_dir
 
 
@@ -80,7 +80,7 @@ def test_every_supernode_online_with_tls(deployment: Deployment) -> None:
 
 def test_leakage_rows_in_the_results_volume(deployment: Deployment, deployed_run: Path) -> None:
     # read them where the ServerApp wrote them: inside the volume, not the host copy
-    path = f"/data/runs/default/{deployed_run.name}/leakage.jsonl"
+    path = f"/data/runs/{deployed_run.parent.name}/{deployed_run.name}/leakage.jsonl"
     cat = deployment.stack.compose("exec", "-T", "serverapp", "cat", path)
     rows = [json.loads(line) for line in cat.stdout.splitlines() if line.strip()]
     assert len(rows) == 2 * 2  # 2 rounds x 2 SuperNodes x analytic

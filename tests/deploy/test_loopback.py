@@ -154,7 +154,7 @@ def loopback_run(loopback: Loopback) -> Path:
     start = time.monotonic()
     fl.run_app(loopback.flwr_home, REPO, run_config, timeout_s=600, echo=False)
     print(f"loopback 2-round run: {time.monotonic() - start:.1f} s")
-    (run_dir,) = (out / "default").iterdir()
+    (run_dir,) = (out / cfg.name).iterdir()
     return run_dir
 
 

@@ -1,4 +1,5 @@
-"""The HTML report of a small run renders in headless Chromium: plots and galleries decode.
+"""The HTML report of a small run renders in headless Chromium: plots and galleries decode,
+and the summary box, the per-client table and the leakage-and-accuracy figure are there.
 
 The setup installs Debian's ``chromium`` package with apt when it is missing (the test
 skips, saying why, only where apt cannot install it). Chromium opens the page from disk
@@ -29,6 +30,7 @@ SMALL_RUN = (
     "attack=analytic_ig",
     "attack.params.inverting_gradients.iterations=50",
 )
+RUN_NAME = "c2-r2"
 OFFLINE_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -91,7 +93,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = (out / "default").iterdir()
+    (run_dir,) = (out / RUN_NAME).iterdir()  # named after what differs from the default
     return run_dir / "report.html"
 
 
@@ -114,10 +116,54 @@ def test_report_renders_its_plots_and_galleries(
     assert body is not None, dom.stdout[:2000]
     counts = dict(re.findall(r'data-images-(loaded|total)="(\d+)"', body.group(0)))
     assert counts.keys() == {"loaded", "total"}, body.group(0)
-    # 4 leakage curves + accuracy + a grid for each of the 2 rounds, all decoded
-    assert int(counts["loaded"]) == int(counts["total"]) == 7
-    for section in ("summary", "leakage", "accuracy", "gallery", "threat-model", "config"):
+    # 4 leakage curves + accuracy + leakage-and-accuracy + a grid per round (2), all decoded
+    assert int(counts["loaded"]) == int(counts["total"]) == 8
+    sections = ("summary", "clients", "learning", "leakage", "accuracy", "gallery")
+    for section in (*sections, "threat-model", "config"):
         assert f'id="{section}"' in dom.stdout
+    assert f"<h1>fedleak report: {RUN_NAME}</h1>" in dom.stdout
+
+
+def _section(dom: str, key: str) -> str:
+    start = dom.index(f'<section id="{key}">')
+    return dom[start : dom.index("</section>", start)]
+
+
+def test_rendered_summary_box_carries_the_run_settings(
+    chromium: str, report: Path, tmp_path: Path
+) -> None:
+    dom = _chromium(chromium, tmp_path / "profile", "--dump-dom", report.as_uri()).stdout
+    box = _section(dom, "summary")
+    facts = dict(re.findall(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>", box))
+    assert facts["experiment"] == RUN_NAME and facts["data set"] == "digits"
+    assert facts["model"] == "mlp" and facts["training"] == "fedsgd: one gradient step per round"
+    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.1"
+    assert facts["clients x rounds"] == "2 x 2" and facts["seed"] == "0"
+    assert facts["defenses"] == "none" and facts["epsilon"] == "- (no differential privacy)"
+    assert re.fullmatch(
+        r"analytic \(\S+ s per update\); inverting_gradients \(iterations 50, restarts 1; "
+        r"\S+ s per update\)",
+        facts["attacks"],
+    ), facts["attacks"]
+    assert facts["leakage rows"] == "8 (8 ok)"
+    assert re.fullmatch(r"0\.\d{3}", facts["final test accuracy"])
+
+
+def test_rendered_per_client_table_and_leakage_accuracy_figure(
+    chromium: str, report: Path, tmp_path: Path
+) -> None:
+    dom = _chromium(chromium, tmp_path / "profile", "--dump-dom", report.as_uri()).stdout
+    table = _section(dom, "clients")
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads == ["client", "round 1", "round 2", "peak PSNR", "peak round", "by"]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in rows]
+    assert sorted(row[0] for row in cells) == ["client 0", "client 1"]
+    for row in cells:  # analytic recovers a B=1 FedSGD update exactly: > 100 dB each round
+        assert float(row[1]) > 100 and float(row[2]) > 100 and row[5] == "analytic"
+    learning = _section(dom, "learning")
+    assert 'alt="Leakage and test accuracy on one round axis, per attack"' in learning
+    assert learning.count("<img") == 1
 
 
 def test_report_screenshot_is_not_blank(chromium: str, report: Path, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def _run(out: Path) -> Path:
     proc = _fedleak("run", f"output_dir={out}", *ARGS)
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-3000:]
-    (run_dir,) = (out / "default").iterdir()
+    (run_dir,) = (c.parent for c in out.glob("*/*/config.yaml"))  # named by its settings
     return run_dir
 
 
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            found = list(tmp_path.glob("default/*"))
+            found = list(tmp_path.glob("*/*"))  # the run is named by its settings
             checkpoint = load_checkpoint(found[0]) if found else None
             if checkpoint is not None and checkpoint.server_round >= 2:
                 run_dir = found[0]

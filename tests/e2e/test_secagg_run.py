@@ -39,7 +39,7 @@ def test_secagg_run_records_attacks_on_the_aggregate_only(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for r in range(1, ROUNDS + 1):
         assert f"round {r}/{ROUNDS} | clients trained {CLIENTS} (secure aggregate)" in proc.stdout
-    (run_dir,) = (tmp_path / "default").iterdir()
+    (run_dir,) = (c.parent for c in tmp_path.glob("*/*/config.yaml"))  # named by its settings
     rows = read_leakage(run_dir / "leakage.jsonl")
     assert [(r.round, r.node_id, r.client) for r in rows] == [
         (r, keys.AGGREGATE_NODE_ID, -1) for r in range(1, ROUNDS + 1)
@@ -49,5 +49,8 @@ def test_secagg_run_records_attacks_on_the_aggregate_only(tmp_path: Path) -> Non
     measured = [r for r in rows if r.status == "ok"]
     assert measured, [r.reason for r in rows]
     assert all(r.num_truth == CLIENTS * BATCH for r in measured)  # the union of the batches
+    leaked = any(r.recovery_rate >= 0.5 for r in measured)
+    said = f"did not protect the data: the aggregate of {CLIENTS} clients was reconstructed"
+    assert (said in proc.stdout) == leaked, proc.stdout[-3000:]  # said when, and only when
     assert (run_dir / "final_model.pt").is_file()
     assert (run_dir / "audit" / "round_0001" / f"node_{keys.AGGREGATE_NODE_ID}.npz").is_file()

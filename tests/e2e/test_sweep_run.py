@@ -46,7 +46,7 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
     )
     wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "default").glob("sweep-*")
+    (sweep_dir,) = tmp_path.glob("*/sweep-*")  # named after its first job
     assert "4 runs, 2 at a time (here)" in proc.stdout
     jobs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("job-*/job.json"))]
     assert sum(j["elapsed_s"] for j in jobs) > 1.2 * wall  # two federations at a time
@@ -159,7 +159,7 @@ def test_multirun_submits_its_jobs_to_a_ray_cluster(ray_head: str, tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"2 runs, 2 at a time (Ray jobs at {ray_head})" in proc.stdout
-    (sweep_dir,) = (tmp_path / "default").glob("sweep-*")
+    (sweep_dir,) = tmp_path.glob("*/sweep-*")  # named after its first job
     with (sweep_dir / SWEEP_CSV).open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["seed"], r["status"], r["best_attack"]) for r in rows] == [

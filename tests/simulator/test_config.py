@@ -115,3 +115,30 @@ def test_defenses_combine_and_mixing_options_set_the_recipe() -> None:
     assert cfg.federation.loss == "mse" and cfg.federation.batch_labels == "equal"
     plain = load_experiment(["defense=none", "defense.dp.noise=0.5"])
     assert plain.defense.active() == [] and plain.federation.loss == "cross_entropy"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("federation.round=2", "federation.round: unknown key; did you mean 'federation.rounds'?"),
+        ("+federation.round=2", "federation.round: unknown key; did you mean 'federation.rounds'?"),
+        ("nme=x", "nme: unknown key; did you mean 'name'? accepted keys at the top level"),
+        ("defense.dp.nosie=1", "did you mean 'defense.dp.noise'? accepted keys of defense.dp"),
+        ("federaton.rounds=3", "did you mean 'federation.rounds'? accepted keys at the top"),
+        ("federation.xyzzy=1", "federation.xyzzy: unknown key; accepted keys of federation: ["),
+    ],
+)
+def test_erroneous_key_gets_a_did_you_mean_not_plus_advice(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_experiment([override])
+    (problem,) = error.value.problems
+    assert problem.startswith(message) or message in problem, problem
+    assert "'+" not in problem  # Hydra's advice to add the key would fail too
+
+
+def test_new_attack_settings_keep_the_plus_advice() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_experiment(["attack.params.inverting_gradients.lr=0.2"])
+    assert "'+attack.params.inverting_gradients.lr=...'" in error.value.problems[0]
+    cfg = load_experiment(["+attack.params.inverting_gradients.lr=0.2"])
+    assert cfg.attack.params["inverting_gradients"]["lr"] == 0.2

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,17 @@ from simulator.html_report import SECTIONS, active_defenses, render_html
 from simulator.plots import leakage_bands
 from simulator.report import build_report
 from simulator.results import LeakageRecord, RunPaths
+from simulator.setting_warnings import write_warnings
 
 HOSTILE = '<script>alert("x")</script>'
-PLOTS = ("leakage_psnr", "leakage_ssim", "leakage_avd", "leakage_recovery", "accuracy")
+PLOTS = (
+    "leakage_psnr",
+    "leakage_ssim",
+    "leakage_avd",
+    "leakage_recovery",
+    "accuracy",
+    "leakage_accuracy",
+)
 
 
 class _Links(HTMLParser):
@@ -43,7 +52,13 @@ class _Links(HTMLParser):
 
 
 def _row(
-    r: int, node: int, attack: str, psnr: float, status: str = "ok", reason: str = ""
+    r: int,
+    node: int,
+    attack: str,
+    psnr: float,
+    status: str = "ok",
+    reason: str = "",
+    client: int = -1,
 ) -> LeakageRecord:
     if status != "ok":
         return LeakageRecord(round=r, node_id=node, attack=attack, status=status, reason=reason)
@@ -52,6 +67,8 @@ def _row(
         node_id=node,
         attack=attack,
         status=status,
+        client=client,
+        num_truth=1,
         psnr_mean=psnr,
         psnr_min=psnr,
         ssim_mean=0.9,
@@ -83,10 +100,11 @@ def _run_dir(
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> RunPaths:
     rows = [
-        _row(1, 5, "analytic", 140.0),
-        _row(1, 6, "analytic", 120.0),
-        _row(2, 5, "analytic", 130.0),
+        _row(1, 5, "analytic", 140.0, client=0),
+        _row(1, 6, "analytic", 20.0, client=1),
+        _row(2, 5, "analytic", 30.0, client=0),
         _row(2, 6, "analytic", math.nan, status="failed", reason="<b>boom</b> & more"),
+        _row(2, 6, "spear", math.nan, status="not_applicable", reason="no ReLU layer"),
     ]
     training: list[dict[str, object]] = [
         {"round": 0, "train_loss": None, "test_loss": 2.3, "test_accuracy": 0.1},
@@ -94,6 +112,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> RunPaths:
         {"round": 2, "train_loss": 1.9, "test_loss": 1.8, "test_accuracy": 0.6},
     ]
     paths = _run_dir(tmp_path_factory.mktemp("run"), rows, training)
+    write_warnings(paths.root, ["federation.batch_size=1000 is larger than <3> partitions"])
     truth = np.random.default_rng(0).random((1, 1, 8, 8)).astype(np.float32)
     AuditStore(paths.audit).write(1, 5, GroundTruth(truth, np.array([3])))
     recon = paths.reconstruction_file(1, 5, "analytic")
@@ -125,7 +144,7 @@ def test_report_is_self_contained(full_run: RunPaths) -> None:
     images = [value for tag, _, value in parsed.urls if tag == "img"]
     others = [value for tag, _, value in parsed.urls if tag != "img"]
     assert all(value.startswith("#") for value in others), others  # in-page navigation only
-    assert len(images) == len(PLOTS) + 1  # five plots and round 1's grid
+    assert len(images) == len(PLOTS) + 1  # six plots and round 1's grid
     for uri in images:
         assert _decode_png(uri).size[0] > 100
 
@@ -141,6 +160,49 @@ def test_report_has_every_section_with_content(full_run: RunPaths) -> None:
     assert "nothing: the server knows only what a plain Flower server knows" in page
     assert "0.600" in page  # final test accuracy
     assert "imagesLoaded" in page  # the counter a headless browser reads back
+
+
+def test_summary_box_carries_every_setting_a_reader_needs(full_run: RunPaths) -> None:
+    page, _ = _parse(full_run)
+    box = page[page.index('<table class="tree" id="facts">') :]
+    box = box[: box.index("</table>")]
+    facts = dict(re.findall(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>", box))
+    assert facts["data set"] == "digits" and facts["model"] == "mlp"
+    assert facts["training"] == "fedsgd: one gradient step per round"
+    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.1"
+    assert facts["clients x rounds"] == "4 x 3" and facts["seed"] == "0"
+    assert facts["defenses"] == "pruning (fraction 0.9)"
+    assert facts["epsilon"] == "- (no differential privacy)"
+    assert facts["attacks"].startswith("analytic; inverting_gradients (iterations 200, restarts 1")
+    assert facts["leakage rows"] == "5 (3 ok, 1 failed, 1 not applicable)"
+    assert "<th>not applicable</th>" in page  # its own column in the per-round table
+
+
+def test_report_keeps_warnings_and_says_when_a_defense_did_not_protect(
+    full_run: RunPaths,
+) -> None:
+    page, _ = _parse(full_run)
+    assert "larger than &lt;3&gt; partitions" in page  # kept from the start, escaped
+    leaks = page[page.index('id="defended-leaks"') :]
+    assert "pruning (fraction 0.9) did not protect the data: client 0&#x27;s update was " in leaks
+    assert "reconstructed at 140.0 dB in round 1" in leaks
+    summary = full_run.summary.read_text()
+    assert "warning: federation.batch_size=1000" in summary and "did not protect" in summary
+    assert "LPIPS not computed: no weights at" in summary
+
+
+def test_per_client_table_shows_who_leaks_most_and_when(full_run: RunPaths) -> None:
+    page, _ = _parse(full_run)
+    client_table = page[page.index('id="client-leakage"') :]
+    client_table = client_table[: client_table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", client_table)
+    heads = re.findall(r"<th>([^<]*)</th>", rows[0])
+    assert heads == ["client", "round 1", "round 2", "peak PSNR", "peak round", "by"]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in rows[1:]]
+    assert cells == [
+        ["client 0", "140", "30", "140", "1", "analytic"],
+        ["client 1", "20", "-", "20", "1", "analytic"],
+    ]
 
 
 def test_report_escapes_every_text(full_run: RunPaths) -> None:
@@ -204,9 +266,12 @@ def test_threat_model_names_unknown_attacks_and_disclosures(tmp_path: Path) -> N
     page = render_html(_run_dir(tmp_path, [], [], config), [], [], {})
     assert "only the round&#x27;s aggregate" in page and "each client&#x27;s reply" not in page
     paths = RunPaths(tmp_path)
-    paths.privacy.write_text(json.dumps({"epsilon": 12.5, "delta": 1e-5}))
+    paths.privacy.write_text(json.dumps({"epsilon": 44111.77825757886, "delta": 1e-5}))
     page = render_html(paths, [], [], {})
-    assert "<h3>Privacy budget spent (local DP)</h3>" in page and "12.5" in page
+    assert "<h3>Privacy budget spent (local DP)</h3>" in page and "4.411e+04" in page
+    assert "44111.77" not in page
+    facts = page[page.index('id="facts"') :]
+    assert "<th>epsilon</th><td>4.41e+04 at delta 1e-05 after - round(s): no meaningful" in facts
     assert "<h3>Disclosed beyond a plain Flower server</h3><p><code>labels</code>" in page
 
 
