@@ -76,6 +76,18 @@ def _default_mapping(directory: str) -> dict[str, Any]:
     return compose_mapping(())
 
 
+@lru_cache(maxsize=16)
+def _name_reference(directory: str, model: str) -> dict[str, Any]:
+    """What a run with ``model`` is named against: the default experiment, except that the
+    model's settings are its own group's defaults (``model=lenet`` keeps lenet's ``init:
+    default`` without being named ``default-init`` against the default mlp's He init)."""
+    default = _default_mapping(directory)
+    if model == default["model"]["name"] or model not in _group_options("model"):
+        return default
+    settings = compose_mapping((f"model={model}",))["model"]
+    return {**default, "model": {**settings, "name": default["model"]["name"]}}
+
+
 def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Compose, parse and validate; raises :class:`ConfigError` naming every bad key.
 
@@ -87,5 +99,5 @@ def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
     cfg = experiment_from_mapping(compose_mapping(overrides))
     if cfg.name != DEFAULT_NAME or names_itself(overrides):
         return cfg
-    derived = derive_run_name(cfg.to_dict(), _default_mapping(str(config_dir())))
+    derived = derive_run_name(cfg.to_dict(), _name_reference(str(config_dir()), cfg.model.name))
     return dataclasses.replace(cfg, name=derived)

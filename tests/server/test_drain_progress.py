@@ -27,7 +27,9 @@ class SlowPool(AttackPool):
     def submit(self, job: AttackJob) -> None:
         self.jobs.append(job)
 
-    def poll(self) -> list[AttackResult]:
+    def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
+        if self.jobs:  # like a real pool: wait up to timeout_s for the next result
+            time.sleep(max(0.0, min(timeout_s, self.every_s - (time.monotonic() - self.last))))
         if not self.jobs or time.monotonic() - self.last < self.every_s:
             return []
         self.last = time.monotonic()

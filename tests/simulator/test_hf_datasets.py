@@ -85,6 +85,7 @@ def test_local_parquet_data_trains_in_a_federation(parquet_dir: Path, tmp_path: 
             "federation.num_clients=3",
             "federation.rounds=2",
             "federation.batch_size=4",
+            "federation.lr=0.1",
             "attack=analytic",
             "pool=inprocess",
         ]
