@@ -31,7 +31,7 @@ from torch import nn
 
 from attacks.base import Attack, AttackConfig
 from attacks.fedavg import local_step_count
-from attacks.labels import infer_labels
+from attacks.input_labels import labels_from_inputs
 from attacks.losses import effective_batch_size
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -311,8 +311,9 @@ class AnalyticAttack(Attack):
         inputs = recovery.features.reshape(1, *update.input_shape)
         if update.disclosed_labels is not None:
             labels = np.asarray(update.disclosed_labels, dtype=np.int64)
-        else:
-            labels = infer_labels(model, update)
+        else:  # the label under which the recovered input reproduces the update
+            param = next(model.parameters())
+            labels = labels_from_inputs(model, update, torch.from_numpy(inputs).to(param))[0]
         return Reconstruction(
             inputs=inputs,
             labels=labels,

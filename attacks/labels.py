@@ -1,4 +1,7 @@
-"""Label inference from the last layer's gradient (iDLG, seed 003; batch counts after seed 004).
+"""Label primitives on the last layer's gradient (iDLG, seed 003; batch counts after seed 004).
+
+:mod:`attacks.label_restoration` builds the batch restoration on them; attacks that recover
+inputs exactly take their labels from :mod:`attacks.input_labels`.
 
 For softmax cross-entropy, the gradient w.r.t. logit ``i`` of one sample with label ``c`` is
 ``g_i = p_i - [i == c]``: negative exactly at the true class (seed 003). The last layer's
@@ -14,9 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-
-from attacks.losses import effective_batch_size, observed_gradient
-from attacks.types import InterceptedUpdate
 
 
 @dataclass(frozen=True)
@@ -143,28 +143,3 @@ def infer_label_counts(
         counts[best] += 1
         residual[best] -= 1.0
     return np.repeat(np.arange(num_classes, dtype=np.int64), counts)
-
-
-def infer_labels(model: nn.Module, update: InterceptedUpdate) -> np.ndarray:
-    """Labels of the intercepted batch: iDLG for ``B = 1``, :func:`infer_label_counts` beyond.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The global model (only its parameter names and shapes are used).
-    update : InterceptedUpdate
-        The intercepted update; its pseudo-gradient supplies the last-layer gradient.
-
-    Returns
-    -------
-    np.ndarray
-        ``int64`` labels of length :func:`~attacks.losses.effective_batch_size`.
-    """
-    layer = find_last_layer(model, update.num_classes)
-    grads = observed_gradient(model, update)
-    weight_grad = grads[layer.weight_index]
-    bias_grad = None if layer.bias_index is None else grads[layer.bias_index]
-    batch_size = effective_batch_size(update)
-    if batch_size == 1:
-        return np.array([idlg_label(weight_grad, bias_grad)], dtype=np.int64)
-    return infer_label_counts(weight_grad, bias_grad, batch_size)

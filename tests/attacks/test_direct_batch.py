@@ -17,7 +17,7 @@ from attacks import (
     execute_attack,
 )
 from attacks.direct_batch import dense_chain, invert_dense_batch
-from attacks.labels import infer_labels
+from attacks.label_restoration import infer_labels
 from attacks.losses import observed_gradient
 from simulator.models import ModelSpec, build_model
 from tests.attacks.cases import CPU, NUM_CLASSES, sgd_update

@@ -77,14 +77,14 @@ def test_float64_recovery_is_exact_and_reproduces_the_gradient() -> None:
     assert min(matched_psnr(x, result.inputs)) >= 150.0
     assert float(result.details["gradient_residual"]) < 1e-9
     assert result.details["reproduces"] == 1
-    assert int(result.details["candidates_kept"]) > 0
+    assert int(result.details["input_starts"]) > 0  # found from the input side
     assert result.confidence is not None and result.confidence.tolist() == [1.0] * 8
 
 
 def test_plain_random_submatrices_suffice_for_small_batches() -> None:
     model = fcnn(3, torch.float64)
     x, y = digits(3, 6, torch.float64)
-    attack = SpearAttack(SpearConfig(guided_starts=0))
+    attack = SpearAttack(SpearConfig(guided_starts=0, input_starts=0))
 
     result = attack.reconstruct(model, sgd_update(model, x, y), device=CPU, seed=0)
 
@@ -171,20 +171,22 @@ def test_erroneous_duplicate_samples_leave_the_gradient_rank_deficient() -> None
 def test_erroneous_budget_too_small_is_a_recorded_failure() -> None:
     model = fcnn(0, torch.float64)
     x, y = digits(0, 8, torch.float64)
-    attack = SpearAttack(SpearConfig(max_samples=16, batch_chunk=16, guided_starts=0))
-    result = execute_attack(attack, model, sgd_update(model, x, y), device=CPU, seed=0)
+    config = SpearConfig(time_budget_s=1e-6, batch_chunk=16, guided_starts=0, input_starts=0)
+    result = execute_attack(SpearAttack(config), model, sgd_update(model, x, y), device=CPU, seed=0)
     assert isinstance(result, AttackFailure) and result.status == "failed"
-    assert "columns of Q after 16 submatrices" in result.reason
+    assert "of 8 columns of Q in" in result.reason
+    assert "the time budget ran out; raise time_budget_s" in result.reason
 
 
 @pytest.mark.parametrize(
     "params",
     [
-        {"sparsity_threshold": 0.0},
+        {"sparsity_threshold": -0.1},
         {"sparsity_threshold": 1.0},
         {"batch_chunk": 8},
-        {"max_samples": 0},
+        {"time_budget_s": 0},
         {"guided_starts": -1},
+        {"input_starts": -1},
     ],
 )
 def test_erroneous_config(params: dict[str, object]) -> None:
