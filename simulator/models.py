@@ -31,10 +31,10 @@ Flattened sizes are found with a dummy forward pass, so every architecture accep
 size it can downsample (``digits``' 8x8 included).
 
 Weight initialisation (the init sweep of DLG sensitivity studies): ``default`` keeps torch's,
-the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``. Biases always keep
-torch's default small uniform draw and are never zeroed, because analytic attacks (Phong et al.
-2018:
-``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need the neurons to be active.
+the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``.
+Biases always keep torch's default small uniform draw and are never zeroed, because analytic
+attacks (Phong et al. 2018: ``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need
+the neurons to be active.
 """
 
 from __future__ import annotations
