@@ -1,4 +1,4 @@
-"""Direct inversion of a whole batch through dense layers (Eloul et al., seed 004, eq. 8).
+"""Direct inversion of a whole batch through dense layers (Eloul et al. 2024, eq. 8).
 
 For the dense layer feeding the softmax, ``o_j = sum_i w_ij x_i + b_j``, the mean batch
 gradients are (eqs. 6-7) ``dL/dw_j = (1/B) sum_m g_j^m x^m`` and ``dL/db_j = (1/B) sum_m g_j^m``
@@ -57,7 +57,7 @@ class DirectBatchConfig(AttackConfig):
     ----------
     refine_steps : int
         Fixed-point corrections of eq. 8 (recompute the logit gradients ``g^m`` at the current
-        estimates, re-solve eq. 6). ``0`` returns eq. 8 as printed in seed 004.
+        estimates, re-solve eq. 6). ``0`` returns eq. 8 as printed in Eloul et al. 2024.
     tolerance : float
         Stop refining once an iteration moves the estimates by less than this fraction of
         their norm.
@@ -148,7 +148,7 @@ def invert_dense_batch(
     refine_steps: int = 50,
     tolerance: float = 1e-10,
 ) -> torch.Tensor:
-    """Inputs of the dense layer feeding the softmax, one per label (seed 004, eq. 8).
+    """Inputs of the dense layer feeding the softmax, one per label (Eloul et al. 2024, eq. 8).
 
     Parameters
     ----------
@@ -173,7 +173,8 @@ def invert_dense_batch(
     -------
     torch.Tensor
         ``(B, d)`` float64 estimates, row ``m`` for ``labels[m]``. Samples sharing a label get
-        the same row: their mean input, which is all eq. 6 determines (the mixing of seed 004).
+        the same row: their mean input, which is all eq. 6 determines (the mixing of Eloul et al.
+        2024).
     """
     classes, inverse, counts = label_groups(labels)
     estimates, _ = invert_groups(
@@ -191,13 +192,14 @@ def invert_dense_batch(
 
 
 class DirectBatchAttack(Attack):
-    """Closed-form batch reconstruction for dense networks (seed 004, eq. 8, then chain rule).
+    """Closed-form batch reconstruction for dense networks (Eloul et al. 2024, eq. 8, then chain
+    rule).
 
     Applies to an ``nn.Sequential`` chain of dense layers whose first ``nn.Linear`` takes the
     flattened input and whose last produces the logits with a bias: logistic regression
     (eq. 8 directly), ``mlp`` and ``fcnn`` (eq. 8 on the logit layer, then back-propagated
     least squares, see the module docstring). Labels are disclosed or inferred from the
-    negative entries of the logit layer's bias gradient (seed 004 sec. 4.1, exact when the
+    negative entries of the logit layer's bias gradient (Eloul et al. 2024 sec. 4.1, exact when the
     labels are unique and ``C >> B``). A FedAvg pseudo-gradient is treated as one gradient.
     """
 

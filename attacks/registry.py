@@ -1,13 +1,35 @@
-"""Name table of attacks (one rule, as Opacus' accountant registry): no if/elif factories."""
+"""Name table of attacks (one rule, as Opacus' accountant registry): no if/elif factories.
+
+Attacks of other installed packages join the table through the entry-point group
+``fedleak.attacks``: a package declares in its ``pyproject.toml``
+
+.. code-block:: toml
+
+   [project.entry-points."fedleak.attacks"]
+   my_attack = "my_pkg.attack:MyAttack"
+
+and :class:`MyAttack` (an :class:`~attacks.base.Attack` subclass) is registered as
+``my_attack`` on the table's first lookup in each process, attack workers included: they
+look attacks up by name, so no module of theirs has to import the package. An entry point
+may also name a module whose import registers its attacks itself.
+"""
 
 from __future__ import annotations
 
+import threading
+import types
+import warnings
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
 from attacks.base import Attack, config_from_mapping
 
+ENTRY_POINT_GROUP = "fedleak.attacks"
+
 _ATTACKS: dict[str, type[Attack]] = {}
+_DISCOVERY = threading.RLock()  # re-entrant: a plug-in's import may look the table up
+_discovered = False
 
 
 def register_attack(name: str, cls: type[Attack]) -> type[Attack]:
@@ -24,8 +46,39 @@ def register_attack(name: str, cls: type[Attack]) -> type[Attack]:
     return cls
 
 
+def _register_entry_point(name: str, obj: Any) -> None:
+    if isinstance(obj, types.ModuleType) or _ATTACKS.get(name) is obj:
+        return  # a module that registered its attacks on import, or did so for this one
+    if not (isinstance(obj, type) and issubclass(obj, Attack)):
+        raise TypeError(f"{obj!r} is not an Attack subclass")
+    register_attack(name, obj)
+
+
+def discover_attacks() -> None:
+    """Register the attacks of installed packages (group ``fedleak.attacks``), once.
+
+    One that fails to load, or whose name is taken, is skipped with a warning naming it.
+    """
+    global _discovered
+    with _DISCOVERY:
+        if _discovered:
+            return
+        _discovered = True
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                _register_entry_point(entry.name, entry.load())
+            except Exception as exc:  # a broken plug-in is reported, never fatal
+                warnings.warn(
+                    f"fedleak: skipped attack entry point {entry.name!r} = {entry.value!r}: "
+                    f"{type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
 def available_attacks() -> list[str]:
-    """Names of the registered attacks, sorted."""
+    """Names of the registered attacks (installed plug-ins included), sorted."""
+    discover_attacks()
     return sorted(_ATTACKS)
 
 
@@ -37,6 +90,7 @@ def attack_class(name: str) -> type[Attack]:
     ValueError
         If ``name`` is unknown; the message lists :func:`available_attacks`.
     """
+    discover_attacks()
     try:
         return _ATTACKS[name]
     except KeyError:

@@ -1,6 +1,8 @@
-"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer (seed 002).
+"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer (Dimitrov et al.
+2024).
 
-Notation of seed 002 (columns are samples): the layer computes ``Z = W X + b`` with ``X``
+Notation of Dimitrov et al. 2024 (columns are samples): the layer computes ``Z = W X + b`` with
+``X``
 (N x B), ``W`` (M x N), and ``Y = ReLU(Z)``. Its gradients are
 
     dL/dW = dL/dZ . X^T      (M x N, a product of M x B and B x N: rank B < min(N, M))
@@ -13,14 +15,16 @@ inactive for sample ``i``. Treating the bias as the weight of a constant input,
 Derivation. Take the rank-B SVD ``A = U_B S_B V_B^T`` and split it as ``A = L R`` with
 ``L = U_B`` (M x B, orthonormal columns) and ``R = S_B V_B^T`` (B x (N+1)). ``dL/dZ`` and
 ``L`` span the same column space, so ``dL/dZ = L Q`` for one invertible B x B matrix ``Q``
-(unique under seed 002's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L`` having
+(unique under Dimitrov et al. 2024's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L``
+having
 full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the slides' ``X^T = Q^{-1} R``
 (in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of ``Q^{-1} R``).
 
 Finding Q (:mod:`attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
 for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
 inactive for sample ``i`` (probability ~ 2^-(B-1) for uniform rows), the null space of that
-(B-1) x B submatrix is spanned by ``q_i`` (seed 002's theorem). Candidates whose ``L q`` has
+(B-1) x B submatrix is spanned by ``q_i`` (Dimitrov et al. 2024's theorem). Candidates whose ``L
+q`` has
 at least B + 1 (and ``sparsity_threshold`` of the live) neurons exactly zero are refined,
 checked and deduplicated, until B independent directions are found or ``time_budget_s``
 has passed.
@@ -38,7 +42,8 @@ from the columns already found, guided reweighted least-squares proposals comple
 random submatrices, and in every case the last one or two columns come from the known ones
 and ``R`` directly (the unknown inputs lie in a known one- or two-dimensional family, and
 their ReLU patterns ``W x + b <= 0`` give their zero rows). ``guided_starts=0`` and
-``input_starts=0`` leave seed 002's random submatrices alone to find all but the last two.
+``input_starts=0`` leave Dimitrov et al. 2024's random submatrices alone to find all but the last
+two.
 
 When the columns cannot all be found, the failure names the assumption that broke (see
 :func:`_failure_reason`): a gradient too noisy for exact zeros, samples that leave fewer
@@ -88,7 +93,8 @@ class SpearConfig(AttackConfig):
         Random submatrices per device batch (at least 16: they come in groups sharing a base).
     sparsity_threshold : float
         Minimum fraction of the live neurons (those active for some sample) at which a
-        candidate column of ``dL/dZ`` must be exactly zero (seed 002's sparsity filter), on
+        candidate column of ``dL/dZ`` must be exactly zero (Dimitrov et al. 2024's sparsity
+        filter), on
         top of the B + 1 zero rows a column needs to be checked at all. 0 keeps only that
         minimum: a randomly initialised network leaves ~0.3-0.5 of the live neurons inactive
         per sample, but a trained one as few as 0.13 (the mlp on digits after 12 rounds at
@@ -189,7 +195,8 @@ def _space_for(
 
 
 class SpearAttack(Attack):
-    """SPEAR (Dimitrov et al., NeurIPS 2024; seed 002): exact batch recovery, no optimisation.
+    """SPEAR (Dimitrov et al., NeurIPS 2024; Dimitrov et al. 2024): exact batch recovery, no
+    optimisation.
 
     Applies to a single gradient (FedSGD, or FedAvg with one local step) of a model whose
     first layer is ``nn.Linear`` with bias on the flattened input, followed by ReLU, with
@@ -224,8 +231,8 @@ class SpearAttack(Attack):
         if batch >= min(layer.in_features, layer.out_features):
             return (
                 f"batch size {batch} >= min(N, M) = min({layer.in_features}, "
-                f"{layer.out_features}) of layer {name!r}: dL/dW is not low-rank (seed 002 "
-                "needs B < min(N, M))"
+                f"{layer.out_features}) of layer {name!r}: dL/dW is not low-rank "
+                "(Dimitrov et al. 2024 need B < min(N, M))"
             )
         return None
 

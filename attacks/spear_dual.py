@@ -1,4 +1,5 @@
-"""SPEAR from the input side: candidate ReLU patterns computed from inputs (seed 002, extended).
+"""SPEAR from the input side: candidate ReLU patterns computed from inputs (Dimitrov et al. 2024,
+extended).
 
 The attacked layer ``Z = W X + b`` is known to the server, and ``[X | 1] = Q^{-1} R``: every
 input lies in the row space of ``R``, and its ReLU pattern ``W x + b <= 0`` is the zero set of

@@ -1,8 +1,9 @@
-"""SPEAR's primal candidates: null vectors of (B-1)-row submatrices of ``L`` (seed 002).
+"""SPEAR's primal candidates: null vectors of (B-1)-row submatrices of ``L`` (Dimitrov et al. 2024).
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B); see :mod:`attacks.spear_state`.
 
-1. Random (B-1)-row submatrices of ``L`` and their null vectors (seed 002). Rows are drawn
+1. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al. 2024). Rows are
+drawn
    uniformly, or, once columns are known, with weights learnt from them: inactivity is
    correlated across similar inputs, so rows inactive for known samples are likelier to be
    inactive for an unknown one too (:func:`row_weights`).
@@ -201,7 +202,8 @@ def consider(
 def row_weights(state: SearchState, rows: torch.Tensor) -> torch.Tensor:
     """Sampling weights of the rows, one pool per line ``(P, M')``.
 
-    Uniform (seed 002) and, once columns are known, the zero set of each known sample and
+    Uniform (Dimitrov et al. 2024) and, once columns are known, the zero set of each known sample
+    and
     ``pi^g`` for ``g`` in :data:`_SOFT_POWERS`, ``pi`` being the fraction of known samples
     inactive at the row.
     """

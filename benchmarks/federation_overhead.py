@@ -109,7 +109,9 @@ def measure_overhead(
     """
     logging.getLogger("flwr").setLevel(logging.ERROR)
     pool_group = "local" if pool == "ray" else "inprocess"
-    base = load_experiment([f"model={model}", f"pool={pool_group}", f"pool.workers={workers}"])
+    base = load_experiment(
+        [f"model={model}", f"pool={pool_group}", f"pool.workers={workers}", "attack=analytic_ig"]
+    )
     with TemporaryDirectory() as tmp:
         cfg = replace(
             base,

@@ -44,7 +44,7 @@ class _Keep:
 
 def real_jobs(count: int, iterations: int) -> list[AttackJob]:
     """``count`` jobs from real intercepted FedSGD updates of the default experiment."""
-    base = load_experiment(["pool=inprocess"])
+    base = load_experiment(["pool=inprocess", "attack=analytic_ig", "federation.num_clients=4"])
     params = {"inverting_gradients": {"iterations": iterations}}
     cfg = replace(base, attack=replace(base.attack, params=params))
     spec = model_spec(cfg)

@@ -63,6 +63,7 @@ def main() -> None:
             f"federation.num_clients={args.clients}",
             f"federation.rounds={args.rounds}",
             f"attack.client_fraction={args.fraction}",
+            "attack=analytic_ig",
             *args.overrides,
         ]
         start = time.monotonic()

@@ -1,4 +1,4 @@
-"""SPEAR (seed 002) on the 6-layer FCNN and across training: exactness, labels and time.
+"""SPEAR (Dimitrov et al. 2024) on the 6-layer FCNN and across training: exactness, labels and time.
 
 Batches are real handwritten digits (scikit-learn's 8x8 set, offline, scaled to [0, 1]); the
 client takes one FedSGD step and the attack sees only the resulting update. Recovered samples

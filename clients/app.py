@@ -20,7 +20,12 @@ from clients.training import train_locally
 from simulator import record_keys as keys
 from simulator.audit import AuditStore, GroundTruth
 from simulator.client_setup import ClientSetup
-from simulator.experiment_data import cached_partitions, cached_splits, model_spec_for
+from simulator.experiment_data import (
+    args_key,
+    cached_partitions,
+    cached_splits,
+    model_spec_for,
+)
 from simulator.hyperparams import hyperparams_from_config
 from simulator.models import build_model
 
@@ -54,7 +59,10 @@ def train(msg: Message, context: Context) -> Message:
     server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
     partition_id, num_partitions = _partition_of(context)
 
-    splits = cached_splits(setup.dataset, setup.data_dir, setup.seed, setup.test_fraction)
+    data_args = args_key(setup.dataset_args)
+    splits = cached_splits(
+        setup.dataset, setup.data_dir, setup.seed, setup.test_fraction, data_args
+    )
     parts = cached_partitions(
         setup.dataset,
         setup.data_dir,
@@ -63,6 +71,7 @@ def train(msg: Message, context: Context) -> Message:
         num_partitions,
         setup.partitioner,
         setup.alpha,
+        data_args,
     )
     index = parts[partition_id]
     inputs, labels = splits.train.inputs[index], splits.train.labels[index]
@@ -74,6 +83,7 @@ def train(msg: Message, context: Context) -> Message:
         activation=setup.model_activation,
         init=setup.model_init,
         stem=setup.model_stem,
+        args=setup.model_args,
     )
     model = build_model(spec)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]

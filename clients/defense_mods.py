@@ -21,6 +21,7 @@ from clients.update_defenses import dp_noise_epsilon, prune_smallest, quantize_s
 from simulator import record_keys as keys
 from simulator.client_setup import ClientSetup
 from simulator.config import DefenseConfig
+from simulator.defenses import create_defense
 
 DeltaTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -93,7 +94,10 @@ def seeded_local_dp_mod(setup: ClientSetup, defense: DefenseConfig) -> Mod:
 def defense_chain(setup: ClientSetup) -> list[Mod]:
     """The run's update defenses as mods, outermost first (so prune acts first)."""
     defense = setup.defense_config()
-    mods: list[Mod] = []
+    mods: list[Mod] = [  # registered defenses (simulator.defenses) act last
+        update_mod(name, create_defense(name, settings), setup)
+        for name, settings in reversed(defense.extra.items())
+    ]
     if defense.quantize.enabled:
         bits = defense.quantize.bits
         mods.append(update_mod("quantize", lambda d, rng: quantize_stochastic(d, bits, rng), setup))

@@ -17,25 +17,15 @@ from server.update_store import UpdateStore
 from simulator.audit import AuditStore
 from simulator.config import ExperimentConfig
 from simulator.datasets import DatasetSplits
-from simulator.experiment_data import cached_splits, model_spec_for
+from simulator.experiment_data import experiment_spec, experiment_splits
 from simulator.models import ModelSpec
 from simulator.results import RunPaths
 
 
 def experiment_model(cfg: ExperimentConfig) -> tuple[ModelSpec, DatasetSplits]:
     """The architecture every participant trains, and the data splits it was sized from."""
-    splits = cached_splits(
-        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
-    )
-    spec = model_spec_for(
-        cfg.model.name,
-        splits.train,
-        width=cfg.model.width,
-        activation=cfg.model.activation,
-        init=cfg.model.init,
-        stem=cfg.model.stem,
-    )
-    return spec, splits
+    splits = experiment_splits(cfg)
+    return experiment_spec(cfg, splits), splits
 
 
 @dataclass

@@ -215,8 +215,8 @@ class AttackPipeline:
                 self.recorded += 1
                 self.skipped += 1
                 return False
-            self._record(self.pool.poll())  # wait: training never waits, only this thread
-            time.sleep(self._interval)
+            # wait: training never waits, only this thread; wakes when an attack ends
+            self._record(self.pool.poll(self._interval))
         return True
 
     def _record_rejected(self, rejected: RejectedReplies) -> None:
@@ -294,8 +294,10 @@ class AttackPipeline:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._drain_inbox()
-            self._record(self.pool.poll())
-            self._stop.wait(self._interval)
+            if self.pool.pending:  # wake as soon as an attack ends, not a fixed interval later
+                self._record(self.pool.poll(self._interval))
+            else:
+                self._stop.wait(self._interval)
 
     # ------------------------------------------------------------------ end of run
     def finish(
@@ -317,7 +319,8 @@ class AttackPipeline:
         start = last_result = last_report = time.monotonic()
         first, seen = self.recorded, self.recorded
         while self.pool.pending and time.monotonic() < deadline:
-            self._record(self.pool.poll())  # each row lands on disk as soon as it exists
+            # each row lands on disk as soon as it exists; wakes when an attack ends
+            self._record(self.pool.poll(max(0.0, min(self._interval, deadline - time.monotonic()))))
             now = time.monotonic()
             new, seen = self.recorded > seen, self.recorded
             last_result = now if new else last_result
@@ -325,7 +328,6 @@ class AttackPipeline:
                 done, left = seen - first, self.pending
                 on_progress(DrainProgress(done, left, now - last_result, now - start))
                 last_report = now
-            time.sleep(self._interval)
         remaining = max(0.0, deadline - time.monotonic())
         self._record(self.pool.drain(remaining, deadline_s=timeout_s))
         self.pool.shutdown()

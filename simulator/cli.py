@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,6 +27,7 @@ def _error(message: str, code: int) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int] | int:
     """The experiment of ``fedleak run`` (fresh or resumed), or the exit code of its error."""
+    from simulator.preflight import PreflightError, check_resume_dir
     from simulator.resume import prepare_resume
     from simulator.sweep import sweep_overrides
 
@@ -43,11 +45,14 @@ def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, 
                 "--resume takes no overrides: the run's config.yaml is used",
                 exit_codes.CONFIG_ERROR,
             )
+        check_resume_dir(Path(args.resume))
         return prepare_resume(Path(args.resume))
     except ConfigError as exc:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
     except FileNotFoundError as exc:
         return _error(str(exc), exit_codes.RUN_DIR_INVALID)
+    except PreflightError as exc:
+        return _error(str(exc), exc.exit_code)
 
 
 def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
@@ -56,14 +61,14 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
     Returns the start-up warnings (printed here), or the exit code of the first error.
     """
     from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import cached_splits
+    from simulator.experiment_data import experiment_splits
     from simulator.preflight import PreflightError, partition_sizes, preflight
     from simulator.setting_warnings import DataFacts, startup_warnings
     from simulator.trainability import check_model_trains
 
-    try:
-        cached_splits(cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction)
+    try:  # paths first: a bad data_dir or weights file is named before anything is loaded
         preflight(cfg)
+        experiment_splits(cfg)
         check_model_trains(cfg)
         warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
     except ConfigError as exc:
@@ -87,9 +92,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return _error(
                 "--resume resumes one run; it does not combine with -m", exit_codes.CONFIG_ERROR
             )
+        if args.jobs < 1:
+            return _error(f"--jobs must be >= 1, got {args.jobs}", exit_codes.CONFIG_ERROR)
         from simulator.sweep import multirun
 
-        return multirun(args.overrides, verbose=args.verbose)
+        return multirun(
+            args.overrides, verbose=args.verbose, jobs=args.jobs, ray_address=args.ray_address
+        )
+    if args.jobs != 1 or args.ray_address is not None:
+        return _error(
+            "--jobs and --ray-address run the jobs of a sweep; add -m (--multirun)",
+            exit_codes.CONFIG_ERROR,
+        )
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded
@@ -170,9 +184,41 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    from simulator.catalog import catalog, format_catalog
+
+    print(format_catalog(catalog(args.kind)))
+    return exit_codes.OK
+
+
+def version_line() -> str:
+    """``fedleak X (flwr Y, torch Z, ray W)``: what ``fedleak --version`` prints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    deps = ", ".join(f"{name} {of(name)}" for name in ("flwr", "torch", "ray"))
+    return f"fedleak {of('fedleak')} ({deps})"
+
+
+def _add_list_parser(sub: Any) -> None:
+    from simulator.catalog import CATALOGS
+
+    listing = sub.add_parser(
+        "list", help="list the attacks, models, data sets or defenses, with what each needs"
+    )
+    listing.add_argument("kind", choices=sorted(CATALOGS))
+    listing.set_defaults(func=_cmd_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="fedleak", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment in simulation (Hydra overrides: key=value)")
     run.add_argument("overrides", nargs="*", help="e.g. model=lenet federation.rounds=5")
@@ -182,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "-m", "--multirun", action="store_true", help="sweep: run every combination (a=1,2 b=x,y)"
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with -m: run N sweep jobs at once (default 1)",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="URL",
+        help="with -m: submit every job to the Ray cluster whose job server is at URL "
+        "(e.g. http://head:8265) instead of running it here",
     )
     run.set_defaults(func=_cmd_run)
     sweep_report = sub.add_parser("sweep-report", help="rebuild the summary of a sweep directory")
@@ -193,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved, validated config")
     config.add_argument("overrides", nargs="*")
     config.set_defaults(func=_cmd_config)
+    _add_list_parser(sub)
     add_deploy_parser(sub)
     return parser
 

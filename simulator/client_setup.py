@@ -32,6 +32,10 @@ class ClientSetup:
     model_stem: str = "auto"
     defense: dict[str, Any] = field(default_factory=dict)
     """The experiment's :class:`DefenseConfig` as a dict (see :meth:`defense_config`)."""
+    dataset_args: dict[str, Any] = field(default_factory=dict)
+    """``dataset.args``: settings of the data set's loader (your own, or ``huggingface``)."""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    """``model.args``: arguments of a model given by import path or entry point."""
 
     @classmethod
     def from_experiment(cls, cfg: ExperimentConfig, audit_dir: str | None) -> ClientSetup:
@@ -51,6 +55,8 @@ class ClientSetup:
             audit_dir=audit_dir if cfg.attack.audit else None,
             batch_labels=cfg.federation.batch_labels,
             defense=asdict(cfg.defense),
+            dataset_args=dict(cfg.dataset.args),
+            model_args=dict(cfg.model.args),
         )
 
     def defense_config(self) -> DefenseConfig:

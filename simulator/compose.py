@@ -11,7 +11,8 @@ from typing import Any
 
 from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
 
-GROUPS = ("dataset", "model", "federation", "attack", "defense", "pool")
+GROUPS = ("dataset", "model", "federation", "attack", "defense", "pool", "experiment")
+"""Config groups; ``experiment`` presets are added with ``+experiment=NAME``."""
 
 
 def config_dir() -> Path:
@@ -33,7 +34,10 @@ def _explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> ConfigErro
     message = str(exc)
     for group in GROUPS:
         if f"'{group}/" in message or f"In '{group}'" in message:
-            choice = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), "?")
+            choice = next(
+                (o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith(f"{group}=")),
+                "?",
+            )
             options = _group_options(group)
             first_line = message.splitlines()[0]
             return ConfigError([f"{group}: {choice!r} is not one of {options} ({first_line})"])
@@ -72,6 +76,18 @@ def _default_mapping(directory: str) -> dict[str, Any]:
     return compose_mapping(())
 
 
+@lru_cache(maxsize=16)
+def _name_reference(directory: str, model: str) -> dict[str, Any]:
+    """What a run with ``model`` is named against: the default experiment, except that the
+    model's settings are its own group's defaults (``model=lenet`` keeps lenet's ``init:
+    default`` without being named ``default-init`` against the default mlp's He init)."""
+    default = _default_mapping(directory)
+    if model == default["model"]["name"] or model not in _group_options("model"):
+        return default
+    settings = compose_mapping((f"model={model}",))["model"]
+    return {**default, "model": {**settings, "name": default["model"]["name"]}}
+
+
 def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Compose, parse and validate; raises :class:`ConfigError` naming every bad key.
 
@@ -83,5 +99,5 @@ def load_experiment(overrides: Sequence[str] = ()) -> ExperimentConfig:
     cfg = experiment_from_mapping(compose_mapping(overrides))
     if cfg.name != DEFAULT_NAME or names_itself(overrides):
         return cfg
-    derived = derive_run_name(cfg.to_dict(), _default_mapping(str(config_dir())))
+    derived = derive_run_name(cfg.to_dict(), _name_reference(str(config_dir()), cfg.model.name))
     return dataclasses.replace(cfg, name=derived)

@@ -30,6 +30,12 @@ from simulator.choices import (
     accepted_stems,
     attack_requirements,
 )
+from simulator.targets import (
+    choice_or_import,
+    extra_defense_problems,
+    own_model_problems,
+    resolve_targets,
+)
 
 UPDATE_DEFENSES = ("prune", "dp", "quantize", "secagg")
 """Defenses on the update, in the order a client applies them."""
@@ -45,11 +51,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Which data the clients hold. ``name``: a registered data set (``digits`` offline)."""
+    """Which data the clients hold. ``name``: a registered data set (``digits`` offline) or
+    a loader's import path (``_target_``); ``args``: the loader's own settings."""
 
     name: str = "digits"
     data_dir: str = "data"
     test_fraction: float = 0.2
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class ModelConfig:
     """resnet18's input stem: ``auto`` (CIFAR stem below 64 px a side), ``cifar``, ``imagenet``."""
     weights: str | None = None
     """State-dict file the global model starts from (a trained model); ``None``: seeded init."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Arguments of a model given by import path (``_target_``) or entry point."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,8 @@ class FederationConfig:
     local_steps: int | None = None
     loss: str = "cross_entropy"
     batch_labels: str = "random"
-    """``random`` batches, or ``equal``: every batch drawn from one label (seed 004's mixing)."""
+    """``random`` batches, or ``equal``: every batch drawn from one label (Eloul et al. 2024's
+    mixing)."""
     fraction_train: float = 1.0
     partitioner: str = "iid"
     alpha: float = 0.5
@@ -163,7 +174,7 @@ class DefenseConfig:
     """Client-side defenses, combinable (``defense=[dp,prune]``); each has an ``enabled`` flag.
 
     They act on the update ``client - global`` in a fixed order: prune, dp, quantize (then
-    secagg masks what is left). Gradient mixing (seed 004) is a training recipe:
+    secagg masks what is left). Gradient mixing (Eloul et al. 2024) is a training recipe:
     ``defense=mse_loss`` sets ``federation.loss=mse``, ``defense=equal_labels`` sets
     ``federation.batch_labels=equal``.
     """
@@ -172,10 +183,14 @@ class DefenseConfig:
     prune: PruneSettings = field(default_factory=PruneSettings)
     quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Registered defenses (:mod:`simulator.defenses`, e.g. other packages' entry points) by
+    name with their settings; each acts after quantize, before secagg."""
 
     def active(self) -> list[str]:
         """Names of the enabled update defenses, in the order they are applied."""
-        return [name for name in UPDATE_DEFENSES if getattr(self, name).enabled]
+        own = [name for name in UPDATE_DEFENSES[:-1] if getattr(self, name).enabled]
+        return own + list(self.extra) + (["secagg"] if self.secagg.enabled else [])
 
 
 @dataclass(frozen=True)
@@ -318,8 +333,9 @@ def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) 
 def _check_choices(cfg: ExperimentConfig) -> list[str]:
     fed = cfg.federation
     return [
-        *_choice("dataset.name", cfg.dataset.name, accepted_datasets()),
-        *_choice("model.name", cfg.model.name, accepted_models()),
+        *choice_or_import("dataset.name", cfg.dataset.name, accepted_datasets()),
+        *choice_or_import("model.name", cfg.model.name, accepted_models()),
+        *own_model_problems(cfg.model.name, width=cfg.model.width, activation=cfg.model.activation),
         *_choice("model.init", cfg.model.init, accepted_inits()),
         *_choice("model.stem", cfg.model.stem, accepted_stems()),
         *(
@@ -438,6 +454,7 @@ def _check_defenses(cfg: ExperimentConfig) -> list[str]:
         )
     if not 1 <= quant.bits <= 32:
         problems.append(f"defense.quantize.bits: must be in [1, 32], got {quant.bits}")
+    problems += extra_defense_problems(cfg.defense.extra)
     if secagg.enabled:
         per_round = max(1, round(cfg.federation.num_clients * cfg.federation.fraction_train))
         if not 2 <= secagg.num_shares <= per_round:
@@ -476,6 +493,10 @@ def defense_from_mapping(data: Mapping[str, Any]) -> DefenseConfig:
     return typing.cast(DefenseConfig, defense)
 
 
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:
     """Parse and validate a composed config.
 
@@ -486,7 +507,8 @@ def experiment_from_mapping(data: Mapping[str, Any]) -> ExperimentConfig:
         and threat-model mismatch, each naming its key.
     """
     problems: list[str] = []
-    cfg = _build(ExperimentConfig, data, "", problems)
+    own = {"model": _field_names(ModelConfig), "dataset": _field_names(DatasetConfig)}
+    cfg = _build(ExperimentConfig, resolve_targets(data, own), "", problems)
     if not problems:
         for check in CHECKS:
             problems.extend(check(cfg))

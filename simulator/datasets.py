@@ -5,30 +5,46 @@ shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no netw
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
-  of Eloul et al., seed 004); the first 100 are faces (label 1), the last 100 non-faces cut
+  of Eloul et al., Eloul et al. 2024); the first 100 are faces (label 1), the last 100 non-faces cut
   from the backgrounds of the same photos (label 0).
+
+- ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos
+  (:data:`PHOTOS`), one class per photo: CIFAR-like inputs for the attacks, offline.
 
 ``mnist``, ``fashion_mnist`` and ``cifar10`` come from ``torchvision.datasets`` and are
 downloaded into ``data_dir`` on first use; offline that fails with
-:class:`DatasetUnavailableError`.
+:class:`DatasetUnavailableError`. ``huggingface`` loads any Hugging Face data set through
+Flower Datasets' ``FederatedDataset`` (:mod:`simulator.hf_datasets`).
+
+Your own data (:mod:`simulator.plugins`): a data set's name may be the import path of a
+loader function (Hydra's ``_target_``), and installed packages add loaders under the
+entry-point group ``fedleak.datasets``. Such a loader is called with the data set's ``args``
+plus whichever of ``data_dir``, ``seed`` and ``test_fraction`` it takes by name, and returns
+a :class:`DatasetSplits`, or ``(inputs, labels)`` arrays that fedleak splits (stratified,
+seeded) into train and test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+
 __all__ = [
     "DEFAULT_DATASET",
+    "PHOTOS",
     "ArrayDataset",
     "DatasetLoader",
     "DatasetSplits",
     "DatasetUnavailableError",
+    "as_splits",
     "available_datasets",
+    "dataset_loader",
     "load_dataset",
     "register_dataset",
 ]
@@ -36,7 +52,7 @@ __all__ = [
 DEFAULT_DATASET = "digits"
 """The data set used when an experiment names none (ships with scikit-learn, no network)."""
 
-_OFFLINE_SETS = "dataset=digits or dataset=lfw"
+_OFFLINE_SETS = "dataset=digits, dataset=lfw or dataset=photos"
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -97,8 +113,8 @@ class DatasetSplits:
     test: ArrayDataset
 
 
-DatasetLoader = Callable[[Path, int, float], DatasetSplits]
-"""``loader(data_dir, seed, test_fraction) -> DatasetSplits``."""
+DatasetLoader = Callable[..., DatasetSplits]
+"""``loader(data_dir, seed, test_fraction, **args) -> DatasetSplits``."""
 
 _DATASETS: dict[str, DatasetLoader] = {}
 
@@ -118,17 +134,90 @@ def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
 
 
 def available_datasets() -> list[str]:
-    """Names of the registered data sets, sorted."""
+    """Names of the registered data sets (installed plug-ins included), sorted."""
+    _discover()
     return sorted(_DATASETS)
 
 
-def load_dataset(name: str, *, data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+def dataset_loader(name: str) -> DatasetLoader:
+    """The loader of ``name``: a registered data set or a loader's import path.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither (the message lists the registered names), or its import fails.
+    """
+    _discover()
+    if name in _DATASETS or not is_import_path(name):
+        try:
+            return _DATASETS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown dataset {name!r}; available datasets: {available_datasets()}"
+            ) from None
+    target = import_object(name)
+    if not callable(target):
+        raise ValueError(f"dataset {name!r} is a {type(target).__name__}, not a loader function")
+    return _target_loader(name, target)
+
+
+def _target_loader(name: str, target: Callable[..., Any]) -> DatasetLoader:
+    """Call ``target`` as the module docstring says; its result becomes DatasetSplits."""
+
+    def load(data_dir: Path, seed: int, test_fraction: float, **args: Any) -> DatasetSplits:
+        offered = {"data_dir": data_dir, "seed": seed, "test_fraction": test_fraction}
+        return as_splits(call_with(target, args, offered), name, seed, test_fraction)
+
+    load.__doc__ = target.__doc__
+    load.__wrapped__ = target  # type: ignore[attr-defined]  # its settings, for listings
+    return load
+
+
+def as_splits(
+    result: Any, name: str, seed: int, test_fraction: float, num_classes: int | None = None
+) -> DatasetSplits:
+    """A loader's result as :class:`DatasetSplits`: as is, or ``(inputs, labels)`` split.
+
+    ``inputs`` of shape ``(N, H, W)`` gain a channel axis; values are cast to float32
+    (scale them to [0, 1] yourself) and labels to int64; the number of classes is
+    ``num_classes``, else the largest label plus one.
+    """
+    if isinstance(result, DatasetSplits):
+        return result
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ValueError(
+            f"dataset {name!r}: a loader returns DatasetSplits or (inputs, labels), "
+            f"got {type(result).__name__}"
+        )
+    inputs, labels = (np.asarray(a) for a in result)
+    if inputs.ndim == 3:
+        inputs = inputs[:, None]
+    labels = labels.astype(np.int64)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    return _stratified_splits(name, inputs, labels, num_classes, seed, test_fraction)
+
+
+def _discover() -> None:
+    load_entry_points(
+        "fedleak.datasets", lambda n, obj: register_dataset(n, _target_loader(n, obj))
+    )
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: Path,
+    seed: int,
+    test_fraction: float,
+    args: Mapping[str, Any] | None = None,
+) -> DatasetSplits:
     """Load the data set ``name`` and split it into train and test.
 
     Parameters
     ----------
     name : str
-        A name from :func:`available_datasets`.
+        A name from :func:`available_datasets`, or a loader's import path.
     data_dir : Path
         Where downloadable data sets are cached (unused by the offline ones).
     seed : int
@@ -136,6 +225,8 @@ def load_dataset(name: str, *, data_dir: Path, seed: int, test_fraction: float) 
     test_fraction : float
         Fraction of samples held out for testing, in ``(0, 1)``. The torchvision sets use
         their official train/test split and ignore it.
+    args : Mapping[str, Any] | None
+        The data set's own settings (``dataset.args``), passed to its loader by name.
 
     Raises
     ------
@@ -145,15 +236,10 @@ def load_dataset(name: str, *, data_dir: Path, seed: int, test_fraction: float) 
     DatasetUnavailableError
         If a downloadable data set is not cached and cannot be downloaded.
     """
-    try:
-        loader = _DATASETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; available datasets: {available_datasets()}"
-        ) from None
+    loader = dataset_loader(name)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    return loader(Path(data_dir), seed, test_fraction)
+    return loader(Path(data_dir), seed, test_fraction, **dict(args or {}))
 
 
 def _stratified_splits(
@@ -178,6 +264,7 @@ def _stratified_splits(
 
 
 def _load_digits(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    """scikit-learn's 1,797 handwritten digits, 1x8x8, 10 classes; offline."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -193,6 +280,7 @@ _LFW_FACES = 100
 
 
 def _load_lfw(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    """scikit-image's LFW subset: 200 images 1x25x25, face / non-face; offline."""
     from skimage.data import lfw_subset
 
     images = np.asarray(lfw_subset(), dtype=np.float64)
@@ -201,6 +289,33 @@ def _load_lfw(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
     labels = np.zeros(len(images), dtype=np.int64)
     labels[:_LFW_FACES] = 1
     return _stratified_splits("lfw", images[:, None], labels, 2, seed, test_fraction)
+
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+"""scikit-image's bundled colour photographs (shipped in the wheel, no download)."""
+_CROP = 32
+_CROPS_ACROSS = 4
+"""Each photo is scaled so its shorter side holds this many crops."""
+
+
+def _load_photos(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    from skimage import data, transform
+
+    inputs, labels = [], []
+    for label, name in enumerate(PHOTOS):
+        image = getattr(data, name)()[..., :3]
+        scale = _CROPS_ACROSS * _CROP / min(image.shape[:2])
+        shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+        small = transform.resize(image, shape, anti_aliasing=True)  # floats in [0, 1]
+        for top in range(0, shape[0] - _CROP + 1, _CROP):
+            for left in range(0, shape[1] - _CROP + 1, _CROP):
+                crop = small[top : top + _CROP, left : left + _CROP]
+                inputs.append(np.transpose(crop, (2, 0, 1)))
+                labels.append(label)
+    images = np.clip(np.stack(inputs), 0.0, 1.0)
+    return _stratified_splits(
+        "photos", images, np.asarray(labels), len(PHOTOS), seed, test_fraction
+    )
 
 
 def _to_nchw(data: Any) -> np.ndarray:
@@ -234,11 +349,31 @@ def _torchvision_loader(name: str, class_name: str, num_classes: int) -> Dataset
             splits[split] = ArrayDataset(_to_nchw(raw.data), labels, num_classes, name)
         return DatasetSplits(train=splits["train"], test=splits["test"])
 
+    load.__doc__ = (
+        f"torchvision's {class_name}, {num_classes} classes; downloaded into "
+        "data_dir on first use (network)."
+    )
     return load
 
 
 register_dataset("digits", _load_digits)
 register_dataset("lfw", _load_lfw)
+register_dataset("photos", _load_photos)
 register_dataset("mnist", _torchvision_loader("mnist", "MNIST", 10))
 register_dataset("fashion_mnist", _torchvision_loader("fashion_mnist", "FashionMNIST", 10))
 register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))
+
+
+def _load_huggingface(
+    data_dir: Path, seed: int, test_fraction: float, *, path: str, **settings: Any
+) -> DatasetSplits:
+    """Hugging Face data via FederatedDataset: a hub name (network), local files (offline).
+
+    ``dataset.args.path`` and the other settings: :func:`simulator.hf_datasets.load_huggingface`.
+    """
+    from simulator.hf_datasets import load_huggingface
+
+    return load_huggingface(data_dir, seed, test_fraction, path=path, **settings)
+
+
+register_dataset("huggingface", _load_huggingface)

@@ -8,6 +8,9 @@ RUN_DIR_INVALID = 4
 CUDA_UNAVAILABLE = 5
 RAY_UNREACHABLE = 6
 MODEL_WEIGHTS_MISSING = 7
+"""``model.weights`` is missing, unreadable, not a state dict, or does not fit the model."""
 TOO_FEW_VALID_REPLIES = 8
 DEPLOY_ERROR = 9
 """`fedleak deploy`: docker or compose missing, daemon down, stack not up, run not completed."""
+PATH_UNUSABLE = 10
+"""``output_dir`` cannot be created or written, or ``dataset.data_dir`` is not a directory."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,11 +15,52 @@ from simulator.datasets import ArrayDataset, DatasetSplits, load_dataset
 from simulator.models import ModelSpec, build_model
 from simulator.partitioning import partition_indices
 
+if TYPE_CHECKING:
+    from simulator.config import ExperimentConfig
+
+
+def args_key(args: dict[str, Any] | None) -> str:
+    """A data set's ``args`` as a cache key (canonical JSON)."""
+    return json.dumps(args or {}, sort_keys=True)
+
 
 @lru_cache(maxsize=4)
-def cached_splits(name: str, data_dir: str, seed: int, test_fraction: float) -> DatasetSplits:
-    """Load a data set once per process (clients of one actor share it)."""
-    return load_dataset(name, data_dir=Path(data_dir), seed=seed, test_fraction=test_fraction)
+def cached_splits(
+    name: str, data_dir: str, seed: int, test_fraction: float, args_json: str = "{}"
+) -> DatasetSplits:
+    """Load a data set once per process (clients of one actor share it).
+
+    ``args_json`` is the data set's ``args`` as :func:`args_key` writes them.
+    """
+    return load_dataset(
+        name,
+        data_dir=Path(data_dir),
+        seed=seed,
+        test_fraction=test_fraction,
+        args=json.loads(args_json),
+    )
+
+
+def experiment_splits(cfg: ExperimentConfig) -> DatasetSplits:
+    """The train and test splits of ``cfg``'s data set (cached per process)."""
+    data = cfg.dataset
+    return cached_splits(
+        data.name, data.data_dir, cfg.seed, data.test_fraction, args_key(data.args)
+    )
+
+
+def experiment_spec(cfg: ExperimentConfig, splits: DatasetSplits) -> ModelSpec:
+    """The architecture of ``cfg`` sized for its data set."""
+    model = cfg.model
+    return model_spec_for(
+        model.name,
+        splits.train,
+        width=model.width,
+        activation=model.activation,
+        init=model.init,
+        stem=model.stem,
+        args=model.args,
+    )
 
 
 @lru_cache(maxsize=16)
@@ -29,9 +72,10 @@ def cached_partitions(
     num_partitions: int,
     scheme: str,
     alpha: float,
+    args_json: str = "{}",
 ) -> tuple[np.ndarray, ...]:
     """Partition the training split once per process; deterministic for a seed."""
-    train = cached_splits(name, data_dir, seed, test_fraction).train
+    train = cached_splits(name, data_dir, seed, test_fraction, args_json).train
     parts = partition_indices(train.labels, num_partitions, scheme=scheme, alpha=alpha, seed=seed)
     return tuple(parts)
 
@@ -44,6 +88,7 @@ def model_spec_for(
     activation: str | None,
     init: str,
     stem: str = "auto",
+    args: dict[str, Any] | None = None,
 ) -> ModelSpec:
     """The architecture for ``dataset``'s input shape and number of classes."""
     return ModelSpec(
@@ -54,6 +99,7 @@ def model_spec_for(
         init=init,
         width=width,
         stem=stem,
+        args=dict(args or {}),
     )
 
 

@@ -41,6 +41,9 @@ def active_defenses(config: Mapping[str, Any]) -> list[str]:
         if isinstance(name, str) and name != "none":
             found.append(name)
         walk(defense, "defense")
+        for extra, settings in (defense.get("extra") or {}).items():  # on by being listed
+            shown = ", ".join(f"{k}={scalar(v)}" for k, v in (settings or {}).items())
+            found.append(f"defense.extra.{extra} ({shown})" if shown else f"defense.extra.{extra}")
     return found
 
 

@@ -2,13 +2,13 @@
 
 Architectures (each one entry of a name table):
 
-- ``mlp``: the 2-layer ReLU network of the analytic attack (seed 000, eq. 1):
+- ``mlp``: the 2-layer ReLU network of the analytic attack (Phong et al. 2018, eq. 1):
   ``Flatten -> Linear(n, width=100) -> act -> Linear(width, C)``.
-- ``fcnn``: SPEAR's 6-layer fully connected network (seed 002): six ``Linear`` layers of
+- ``fcnn``: SPEAR's 6-layer fully connected network (Dimitrov et al. 2024): six ``Linear`` layers of
   ``width=200`` hidden units, the activation after each but the last.
 - ``lenet``: the LeNet of DLG (seeds 003, 004): three 5x5 convolutions of ``width=12``
   channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
-- ``cnn``: McMahan et al.'s CNN (seed 003): conv5x5(``width=32``) -> act -> maxpool2 ->
+- ``cnn``: McMahan et al.'s CNN (AISTATS 2017): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
 - ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels
   and one of two stems (``stem``): ``imagenet``, torchvision's 7x7 stride-2 convolution and
@@ -20,24 +20,36 @@ Architectures (each one entry of a name table):
   shrinks a 32x32 image to a 1x1 map before the last stage, where BatchNorm cannot normalise
   a single sample.
 
+Your own architecture (:mod:`simulator.plugins`): ``name`` may be the import path of an
+``nn.Module`` class or of a function returning one (Hydra's ``_target_``), built with
+:attr:`ModelSpec.args` plus whichever of ``num_classes``, ``input_shape``, ``in_channels`` and
+``in_features`` it takes by name. Installed packages add architectures under the entry-point
+group ``fedleak.models``: an ``nn.Module`` class (built as an import path is) or a
+:data:`ModelBuilder` function.
+
 Flattened sizes are found with a dummy forward pass, so every architecture accepts any input
 size it can downsample (``digits``' 8x8 included).
 
-Weight initialisation (seed 003's sensitivity sweep): ``default`` keeps torch's, the others apply
-``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``. Biases always keep
-torch's default small uniform draw and are never zeroed, because analytic attacks (seed 000:
-``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need the neurons to be active.
+Weight initialisation (the init sweep of DLG sensitivity studies): ``default`` keeps torch's,
+the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``.
+Biases always keep torch's default small uniform draw and are never zeroed, because analytic
+attacks (Phong et al. 2018: ``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need
+the neurons to be active.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
 
 __all__ = [
     "STEMS",
@@ -46,6 +58,7 @@ __all__ = [
     "available_inits",
     "available_models",
     "build_model",
+    "model_builder",
     "register_model",
     "resolved_stem",
     "training_batch_problem",
@@ -76,6 +89,8 @@ class ModelSpec:
         ``None`` is the architecture's default. ``resnet18`` has a fixed width.
     stem : str
         ``resnet18``'s input stem, one of :data:`STEMS`; the other models take only ``auto``.
+    args : dict[str, Any]
+        Keyword arguments of a model given by import path or entry point (``model.args``).
     """
 
     name: str
@@ -85,10 +100,18 @@ class ModelSpec:
     init: str = "default"
     width: int | None = None
     stem: str = "auto"
+    args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Configs arrive as lists (JSON, Hydra); a tuple keeps the spec hashable and comparable.
+        # Configs arrive as lists (JSON, Hydra); a tuple keeps the spec comparable.
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "args", dict(self.args))
+
+    def __hash__(self) -> int:
+        # args may hold lists (from JSON or YAML): hash their canonical JSON instead
+        fields = (self.name, self.input_shape, self.num_classes, self.activation, self.init)
+        args = json.dumps(self.args, sort_keys=True, default=repr)
+        return hash((*fields, self.width, self.stem, args))
 
 
 STEMS: tuple[str, ...] = ("auto", "cifar", "imagenet")
@@ -128,8 +151,58 @@ def register_model(name: str, builder: ModelBuilder, *, default_activation: str 
 
 
 def available_models() -> list[str]:
-    """Names of the registered architectures, sorted."""
+    """Names of the registered architectures (installed plug-ins included), sorted."""
+    _discover()
     return sorted(_MODELS)
+
+
+def model_builder(name: str) -> ModelBuilder:
+    """The builder of ``name``: a registered architecture or an import path.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither (the message lists the registered names), or its import fails.
+    """
+    _discover()
+    if name in _MODELS or not is_import_path(name):
+        return _lookup(_MODELS, name, "model")
+    target = import_object(name)
+    if not callable(target):
+        raise ValueError(f"model {name!r} is a {type(target).__name__}, not a class or function")
+    return _target_builder(target)
+
+
+def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
+    """Build ``target(**spec.args, <what it takes of the spec>)`` (Hydra's ``_target_``)."""
+
+    def build(spec: ModelSpec, make_activation: Callable[[], nn.Module]) -> nn.Module:
+        del make_activation  # your model brings its own activations
+        offered = {
+            "num_classes": spec.num_classes,
+            "input_shape": spec.input_shape,
+            "in_channels": spec.input_shape[0],
+            "in_features": math.prod(spec.input_shape),
+        }
+        model = call_with(target, spec.args, offered)
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"model {spec.name!r} returned a {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+    build.__doc__ = target.__doc__
+    return build
+
+
+def _register_plugin(name: str, obj: Any) -> None:
+    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
+    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
+    register_model(name, _target_builder(obj) if is_module_class else obj)
+
+
+def _discover() -> None:
+    load_entry_points("fedleak.models", _register_plugin)
 
 
 def available_activations() -> list[str]:
@@ -166,8 +239,8 @@ def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
         If the name, activation or init is unknown (the message lists the accepted values),
         or the input shape does not suit the architecture.
     """
-    builder = _lookup(_MODELS, spec.name, "model")
-    activation_name = spec.activation or _DEFAULT_ACTIVATION[spec.name]
+    builder = model_builder(spec.name)
+    activation_name = spec.activation or _DEFAULT_ACTIVATION.get(spec.name, "relu")
     make_activation = _lookup(_ACTIVATIONS, activation_name, "activation")
     init_fn = _lookup(_INITS, spec.init, "init")
     if spec.num_classes < 1 or (spec.width is not None and spec.width < 1):
@@ -209,12 +282,13 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
-    """Softmax regression: one dense layer (seed 004's "single linear dense layer")."""
+    """Softmax regression: one dense layer (Eloul et al. 2024's "single linear dense layer")."""
     del act  # no hidden layer, nothing to activate
     return nn.Sequential(nn.Flatten(), nn.Linear(_numel(spec.input_shape), spec.num_classes))
 
 
 def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """Flatten -> Linear(n, width=100) -> act -> Linear(width, C): the analytic attack's network."""
     width = spec.width or 100
     return nn.Sequential(
         nn.Flatten(),
@@ -225,6 +299,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """SPEAR's 6-layer fully connected network, width=200 hidden units per layer."""
     width = spec.width or 200
     sizes = [_numel(spec.input_shape)] + [width] * 5 + [spec.num_classes]
     layers: list[nn.Module] = [nn.Flatten()]
@@ -236,6 +311,7 @@ def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _lenet(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """DLG's LeNet: three 5x5 convolutions of width=12 channels (sigmoid), then one Linear."""
     channels, _, _ = _image_shape(spec)
     width = spec.width or 12
     features = nn.Sequential(
@@ -252,6 +328,7 @@ def _lenet(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """McMahan et al.'s CNN: two 5x5 conv + max-pool blocks, Linear(512), Linear(C)."""
     channels, _, _ = _image_shape(spec)
     width = spec.width or 32
     features = nn.Sequential(

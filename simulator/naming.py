@@ -62,6 +62,12 @@ def _defense(key: str, template: str, setting: str | None) -> NamePart:
     return NamePart(label)
 
 
+def _extra_defenses(config: Mapping[str, Any]) -> str | None:
+    """Registered defenses (``defense.extra``) by name: on by being listed."""
+    extra = _get(config, "defense.extra")
+    return "+".join(sorted(extra)) if isinstance(extra, Mapping) and extra else None
+
+
 def _partitioner(config: Mapping[str, Any]) -> str | None:
     scheme = _get(config, "federation.partitioner")
     if scheme == "dirichlet":
@@ -88,6 +94,7 @@ NAME_PARTS: tuple[NamePart, ...] = (
     _defense("prune", "prune{}", "fraction"),
     _defense("quantize", "q{}bit", "bits"),
     _defense("secagg", "secagg{}", None),
+    NamePart(_extra_defenses),
     _value("federation.mode"),
     _value("federation.loss"),
     _value("federation.batch_labels", "{}-labels"),

@@ -33,7 +33,9 @@ assigns 0 to a node (its link state excludes it, as it does the SuperLink's id 1
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 
-# --- run_config entry for `flwr run` ---
+# --- run_config entries for `flwr run` (declared in pyproject's [tool.flwr.app.config]) ---
+OVERRIDES = "overrides"
+"""fedleak overrides as one string: ``--run-config 'overrides="model=lenet seed=1"'``."""
 EXPERIMENT_JSON = "experiment-json"
 RUN_DIR = "run-dir"
 START_ROUND = "start-round"

@@ -20,6 +20,9 @@ from simulator.results import STATUS_OK, LeakageRecord, RunPaths
 
 MAX_SAMPLES_PER_UPDATE = 8
 """Samples of one update shown in a grid (a batch of 64 would make the grid unreadable)."""
+MAX_GRID_COLUMNS = 16
+"""Samples of one round shown in a grid, the first clients' first: 32 clients' columns made a
+grid unreadable, and one matplotlib axes per image took ~4 s a round."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,14 @@ def grid_columns(
     columns: list[GridColumn] = []
     nodes = {(r.client, r.node_id) for r in ok if audit.has(server_round, r.node_id)}
     for _, node in sorted(nodes):  # by client id: the same order in every round
+        if len(columns) >= MAX_GRID_COLUMNS:
+            break
         truth = audit.read(server_round, node).inputs
         if truth.ndim != 4:
             return [], attacks
         rows = sorted((r for r in ok if r.node_id == node), key=lambda r: r.attack)
         columns += _update_columns(paths, truth, rows, attacks)
-    return columns, attacks
+    return columns[:MAX_GRID_COLUMNS], attacks
 
 
 def _as_display(sample: np.ndarray) -> np.ndarray:
@@ -91,10 +96,28 @@ def _as_display(sample: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.transpose(image[:3], (1, 2, 0))
 
 
+def _mosaic(columns: list[GridColumn], attacks: list[str]) -> tuple[np.ndarray, int, int]:
+    """One RGB image of the grid: truth on top, one row per attack, white gaps and blanks;
+    (image, cell height, cell width)."""
+    height, width = _as_display(columns[0].truth).shape[:2]
+    rows = 1 + len(attacks)
+    mosaic = np.ones(((height + 1) * rows - 1, (width + 1) * len(columns) - 1, 3))
+    for col, column in enumerate(columns):
+        cells = [column.truth, *(column.recons.get(a, (None, 0.0))[0] for a in attacks)]
+        for row, cell in enumerate(cells):
+            if cell is None:
+                continue
+            image = _as_display(cell)
+            y, x = row * (height + 1), col * (width + 1)
+            mosaic[y : y + height, x : x + width] = image if image.ndim == 3 else image[..., None]
+    return mosaic, height, width
+
+
 def write_round_grid(
     paths: RunPaths, server_round: int, records: list[LeakageRecord]
 ) -> Path | None:
-    """Truth in the top row (titled with its client), each attack's match below (its PSNR).
+    """Truth in the top row (titled with its client), each attack's match below (its PSNR),
+    at most :data:`MAX_GRID_COLUMNS` samples, drawn as one image with its labels.
 
     Returns ``None`` when there is nothing to show (no audited images).
     """
@@ -103,25 +126,28 @@ def write_round_grid(
     columns, attacks = grid_columns(paths, server_round, records)
     if not columns:
         return None
+    mosaic, height, width = _mosaic(columns, attacks)
     rows = 1 + len(attacks)
-    fig = Figure(figsize=(1.2 * len(columns) + 1, 1.45 * rows))
-    axes = fig.subplots(rows, len(columns), squeeze=False)
+    fig = Figure(figsize=(0.75 * len(columns) + 1, 0.95 * rows + 0.5))
+    ax = fig.subplots()
+    ax.imshow(mosaic, vmin=0, vmax=1, interpolation="nearest")
     for col, column in enumerate(columns):
-        axes[0][col].imshow(_as_display(column.truth), cmap="gray", vmin=0, vmax=1)
-        axes[0][col].set_title(column.owner, fontsize=7)
+        x = col * (width + 1) + width / 2 - 0.5
+        ax.text(x, -1, column.owner, ha="center", va="bottom", fontsize=6)
         for row, attack in enumerate(attacks, start=1):
             if attack in column.recons:
-                image, value = column.recons[attack]
-                axes[row][col].imshow(_as_display(image), cmap="gray", vmin=0, vmax=1)
-                axes[row][col].set_xlabel(f"{value:.1f} dB", fontsize=7, labelpad=1)
-    for row, label in enumerate(["truth", *attacks]):
-        axes[row][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(
+                y = row * (height + 1) + height - 0.5
+                value = column.recons[attack][1]
+                ax.text(x, y, f"{value:.1f} dB", ha="center", va="top", fontsize=6)
+    ax.set_yticks([r * (height + 1) + height / 2 - 0.5 for r in range(rows)], ["truth", *attacks])
+    ax.tick_params(axis="y", length=0, labelsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(
         f"round {server_round}: truth (top, with its client) vs reconstruction (PSNR per image)",
         fontsize=9,
+        pad=12,
     )
     paths.grids.mkdir(parents=True, exist_ok=True)
     target = paths.grids / f"round_{server_round:04d}.png"

@@ -125,6 +125,8 @@ def inactive_settings(cfg: ExperimentConfig, data: DataFacts) -> list[str]:
     problems = []
     defaults = DefenseConfig()
     for defense in fields(DefenseConfig):
+        if defense.name == "extra":  # registered defenses: on by being listed, no flag
+            continue
         settings, default = getattr(cfg.defense, defense.name), getattr(defaults, defense.name)
         changed = [
             f"defense.{defense.name}.{f.name}={getattr(settings, f.name)}"

@@ -5,16 +5,19 @@ overrides the way Hydra's ``BasicSweeper`` does (cartesian product of the sweep 
 in command-line order), composes and validates every combination before any runs, drops
 combinations whose effective experiment repeats an earlier one (settings of a disabled
 defense do not matter), and runs each remaining one as an ordinary ``fedleak run`` in its own
-process, so every run initialises and shuts down Ray and Flower on its own.
+process, so every run initialises and shuts down Ray and Flower on its own: ``--jobs N`` of
+them at once on this machine, or as Ray jobs on a cluster (``--ray-address``,
+:mod:`simulator.sweep_launch`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import itertools
 import json
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from simulator.config import UPDATE_DEFENSES, ConfigError, ExperimentConfig
+from simulator.sweep_launch import Launcher, RayJobLauncher, subprocess_launcher
+
+__all__ = ["Launcher", "multirun", "plan_sweep", "run_sweep", "subprocess_launcher"]
 
 SEED_KEY = "seed"
 PLACEMENT_KEYS = ("output_dir",)
 """Where a run is written, not what it is: a sweep sets it per job."""
 JOB_FILE = "job.json"
 SWEEP_FILE = "sweep.json"
-
-Launcher = Callable[[list[str], Path], int]
-"""Runs one experiment from its overrides, writing its logs into the job directory; exit code."""
 
 
 def _parse(overrides: Sequence[str]) -> list[Any]:
@@ -86,7 +89,7 @@ def effective_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     for key in PLACEMENT_KEYS:
         data.pop(key)
     for name, settings in data["defense"].items():
-        if not settings["enabled"]:
+        if name in UPDATE_DEFENSES and not settings["enabled"]:
             data["defense"][name] = {"enabled": False}
     data["attack"]["params"] = {
         k: v for k, v in data["attack"]["params"].items() if k in cfg.attack.names
@@ -170,20 +173,6 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def subprocess_launcher(verbose: bool = False) -> Launcher:
-    """Run ``fedleak run`` in a child process; its output goes to ``<job dir>/run.log``."""
-
-    def launch(overrides: list[str], job_dir: Path) -> int:
-        code = "import sys; sys.argv[0] = 'fedleak'; from simulator.cli import console_main; "
-        command = [sys.executable, "-c", code + "console_main()", "run", *overrides]
-        if verbose:
-            command.append("--verbose")
-        with (job_dir / "run.log").open("w", encoding="utf-8") as log:
-            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
-
-    return launch
-
-
 def write_job(job_dir: Path, record: dict[str, Any]) -> None:
     """Write ``job.json`` atomically (a killed sweep leaves the previous version)."""
     tmp = job_dir / (JOB_FILE + ".tmp")
@@ -206,59 +195,96 @@ def create_sweep_dir(plan: SweepPlan, now: dt.datetime | None = None) -> Path:
     return root
 
 
+def _job_dir(sweep_dir: Path, job: SweepJob) -> Path:
+    return sweep_dir / f"job-{job.index:03d}"
+
+
+def _run_job(
+    job: SweepJob, sweep_dir: Path, launch: Launcher, interrupted: threading.Event
+) -> dict[str, Any]:
+    """Run one job into its directory; its final ``job.json`` record."""
+    from simulator.sweep_summary import dp_epsilon
+
+    job_dir = _job_dir(sweep_dir, job)
+    job_dir.mkdir()
+    record: dict[str, Any] = {
+        "index": job.index,
+        "overrides": job.overrides,
+        "setting": job.setting,
+        "seed": job.seed,
+        "epsilon": dp_epsilon(job.cfg),
+        "status": "running",
+        "started_at": dt.datetime.now().isoformat(timespec="milliseconds"),
+    }
+    write_job(job_dir, record)
+    start = time.monotonic()
+    try:
+        code = launch([*job.overrides, f"output_dir={_quote(str(job_dir))}"], job_dir)
+    except Exception as exc:  # the launcher itself broke: record it, go on
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        code = 1
+    runs = sorted(p.parent for p in job_dir.glob("*/*/config.yaml"))
+    status = "interrupted" if interrupted.is_set() else "ok" if code == 0 else "failed"
+    record.update(
+        status=status,
+        exit_code=None if status == "interrupted" else code,
+        run_dir=str(runs[-1].relative_to(sweep_dir)) if runs else None,
+        elapsed_s=round(time.monotonic() - start, 1),
+    )
+    write_job(job_dir, record)
+    return record
+
+
+def _log_line(record: dict[str, Any], total: int, job_dir: Path) -> str:
+    code = record["exit_code"]
+    return (
+        f"sweep: [{record['index'] + 1}/{total}] {' '.join(record['overrides'])} -> "
+        f"{record['status']}"
+        + (f" (exit {code}, see {job_dir / 'run.log'})" if code else "")
+        + f" in {record['elapsed_s']:.0f} s"
+    )
+
+
 def run_sweep(
     plan: SweepPlan,
     sweep_dir: Path,
     launcher: Launcher | None = None,
     log: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> int:
-    """Run every job into ``sweep_dir/job-NNN/``, past failures; return the failed count.
+    """Run every job into ``sweep_dir/job-NNN/``, ``jobs`` at a time, past failures; return
+    the failed count.
 
-    ``job.json`` records each job's overrides, setting and seed before it starts and its
+    ``job.json`` records each job's overrides, setting and seed when it starts and its
     status, exit code and run directory when it ends; the run directory is the one
-    ``fedleak run`` creates under the job directory (``output_dir`` points there).
+    ``fedleak run`` creates under the job directory (``output_dir`` points there). Jobs start
+    in plan order; with ``jobs > 1`` they finish, and are logged, in any order. On Ctrl-C the
+    jobs not started are dropped, the launcher's ``stop()`` (if any) ends the running ones,
+    which are recorded ``interrupted``, and ``KeyboardInterrupt`` propagates.
     """
-    from simulator.sweep_summary import dp_epsilon
-
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     launch = launcher or subprocess_launcher()
     log = log or (lambda line: print(line, flush=True))
+    interrupted = threading.Event()
     failed = 0
-    for job in plan.jobs:
-        job_dir = sweep_dir / f"job-{job.index:03d}"
-        job_dir.mkdir()
-        record: dict[str, Any] = {
-            "index": job.index,
-            "overrides": job.overrides,
-            "setting": job.setting,
-            "seed": job.seed,
-            "epsilon": dp_epsilon(job.cfg),
-            "status": "running",
-        }
-        write_job(job_dir, record)
-        start = time.monotonic()
-        try:
-            code = launch([*job.overrides, f"output_dir={_quote(str(job_dir))}"], job_dir)
-        except KeyboardInterrupt:
-            write_job(job_dir, {**record, "status": "interrupted", "exit_code": None})
-            raise
-        except Exception as exc:  # the launcher itself broke: record it, go on
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            code = 1
-        runs = sorted(p.parent for p in job_dir.glob("*/*/config.yaml"))
-        record.update(
-            status="ok" if code == 0 else "failed",
-            exit_code=code,
-            run_dir=str(runs[-1].relative_to(sweep_dir)) if runs else None,
-            elapsed_s=round(time.monotonic() - start, 1),
-        )
-        write_job(job_dir, record)
-        failed += code != 0
-        log(
-            f"sweep: [{job.index + 1}/{len(plan.jobs)}] {' '.join(job.overrides)} -> "
-            f"{record['status']}"
-            + (f" (exit {code}, see {job_dir / 'run.log'})" if code else "")
-            + f" in {record['elapsed_s']:.0f} s"
-        )
+    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sweep-job")
+    futures = {pool.submit(_run_job, job, sweep_dir, launch, interrupted): job for job in plan.jobs}
+    try:
+        for future in cf.as_completed(futures):
+            record = future.result()
+            failed += record["status"] != "ok"
+            log(_log_line(record, len(plan.jobs), _job_dir(sweep_dir, futures[future])))
+    except KeyboardInterrupt:
+        interrupted.set()
+        for future in futures:
+            future.cancel()
+        stop = getattr(launch, "stop", None)
+        if callable(stop):
+            stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return failed
 
 
@@ -266,14 +292,14 @@ def _preflight_all(plan: SweepPlan) -> tuple[str, int] | None:
     """Data set and environment checks of every job, before the first runs: (message, code)."""
     from simulator import exit_codes
     from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import cached_splits
+    from simulator.experiment_data import experiment_splits
     from simulator.preflight import PreflightError, preflight
 
     for job in plan.jobs:
-        cfg, data = job.cfg, job.cfg.dataset
+        cfg = job.cfg
         try:
-            cached_splits(data.name, data.data_dir, cfg.seed, data.test_fraction)
             preflight(cfg)
+            experiment_splits(cfg)
         except DatasetUnavailableError as exc:
             return f"[{' '.join(job.overrides)}]: {exc}", exit_codes.DATASET_UNAVAILABLE
         except PreflightError as exc:
@@ -281,11 +307,18 @@ def _preflight_all(plan: SweepPlan) -> tuple[str, int] | None:
     return None
 
 
-def multirun(overrides: Sequence[str], verbose: bool = False) -> int:
+def multirun(
+    overrides: Sequence[str],
+    verbose: bool = False,
+    jobs: int = 1,
+    ray_address: str | None = None,
+) -> int:
     """``fedleak run -m``: plan, check, run every job, print the summary; the exit code.
 
-    2 when any combination is invalid (nothing runs), 1 when any run failed (the summary
-    is still written), 130 when interrupted (the summary of what finished is written).
+    ``jobs`` runs at once: child processes here, or Ray jobs on the cluster whose job server
+    is at ``ray_address``. 2 when any combination is invalid (nothing runs), 6 when the Ray
+    job server cannot be reached, 1 when any run failed (the summary is still written), 130
+    when interrupted (the summary of what finished is written).
     """
     from simulator import exit_codes
     from simulator.sweep_summary import build_sweep_report
@@ -301,6 +334,12 @@ def multirun(overrides: Sequence[str], verbose: bool = False) -> int:
     problem = _preflight_all(plan)
     if problem is not None:
         return error(*problem)
+    launcher: Launcher = subprocess_launcher(verbose)
+    if ray_address is not None:
+        try:
+            launcher = RayJobLauncher(ray_address, verbose)
+        except ConnectionError as exc:
+            return error(str(exc), exit_codes.RAY_UNREACHABLE)
     sweep_dir = create_sweep_dir(plan)
     for combo, same_as in plan.dropped:
         print(
@@ -308,9 +347,13 @@ def multirun(overrides: Sequence[str], verbose: bool = False) -> int:
             f"[{' '.join(plan.jobs[same_as].overrides)}] (settings of disabled defenses "
             "do not matter)"
         )
-    print(f"fedleak: sweep of {len(plan.jobs)} runs -> {sweep_dir}", flush=True)
+    where = f"Ray jobs at {ray_address}" if ray_address else "here"
+    print(
+        f"fedleak: sweep of {len(plan.jobs)} runs, {jobs} at a time ({where}) -> {sweep_dir}",
+        flush=True,
+    )
     try:
-        failed = run_sweep(plan, sweep_dir, subprocess_launcher(verbose))
+        failed = run_sweep(plan, sweep_dir, launcher, jobs=jobs)
     except KeyboardInterrupt:
         print(build_sweep_report(sweep_dir))
         return error(f"sweep interrupted; the runs so far are summarised in {sweep_dir}", 130)

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.config import ConfigError, ExperimentConfig
-from simulator.experiment_data import cached_partitions, cached_splits, model_spec_for
+from simulator.experiment_data import (
+    args_key,
+    cached_partitions,
+    experiment_spec,
+    experiment_splits,
+)
 from simulator.models import resolved_stem, training_batch_problem
 
 
@@ -56,9 +61,7 @@ def check_model_trains(cfg: ExperimentConfig) -> None:
     ConfigError
         Naming model, dataset and batch keys, and what to change.
     """
-    splits = cached_splits(
-        cfg.dataset.name, cfg.dataset.data_dir, cfg.seed, cfg.dataset.test_fraction
-    )
+    splits = experiment_splits(cfg)
     fed = cfg.federation
     parts = cached_partitions(
         cfg.dataset.name,
@@ -68,17 +71,11 @@ def check_model_trains(cfg: ExperimentConfig) -> None:
         fed.num_clients,
         fed.partitioner,
         fed.alpha,
+        args_key(cfg.dataset.args),
     )
     labels = [splits.train.labels[index] for index in parts]
     batch = smallest_client_batch(cfg, labels)
-    spec = model_spec_for(
-        cfg.model.name,
-        splits.train,
-        width=cfg.model.width,
-        activation=cfg.model.activation,
-        init=cfg.model.init,
-        stem=cfg.model.stem,
-    )
+    spec = experiment_spec(cfg, splits)
     problem = training_batch_problem(spec, batch)
     if problem is None:
         return

@@ -18,8 +18,13 @@ class AttackPool(ABC):
         """Queue ``job``; returns at once."""
 
     @abstractmethod
-    def poll(self) -> list[AttackResult]:
-        """Results finished since the last call; never blocks."""
+    def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
+        """Results finished since the last call.
+
+        With ``timeout_s > 0`` and nothing finished yet, waits up to that long for the first
+        result, so a caller that loops on ``poll`` wakes as soon as an attack ends instead of
+        sleeping a fixed interval (which capped a worker at one attack per interval).
+        """
 
     @abstractmethod
     def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:

@@ -27,7 +27,10 @@ class InProcessAttackPool(AttackPool):
             results.append(future.result())  # run_attack_job never raises
         return results
 
-    def poll(self) -> list[AttackResult]:
+    def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
+        if timeout_s > 0 and self._futures:
+            done, _ = cf.wait(list(self._futures), timeout_s, cf.FIRST_COMPLETED)
+            return self._collect(set(done) | {f for f in self._futures if f.done()})
         return self._collect({f for f in self._futures if f.done()})
 
     def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:

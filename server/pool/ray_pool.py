@@ -165,8 +165,8 @@ class RayAttackPool(AttackPool):
         return results
 
     # ------------------------------------------------------------------ AttackPool
-    def poll(self) -> list[AttackResult]:
-        return self._collect(timeout=0)
+    def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
+        return self._collect(timeout=timeout_s)
 
     def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
         start = time.monotonic()

@@ -1,4 +1,4 @@
-"""Label extraction: iDLG (seed 003), batch label restoration, and its primitives."""
+"""Label extraction: iDLG (Zhao et al. 2020), batch label restoration, and its primitives."""
 
 from __future__ import annotations
 

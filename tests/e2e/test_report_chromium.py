@@ -27,6 +27,7 @@ SMALL_RUN = (
     "federation.rounds=2",
     "federation.num_clients=2",
     "pool=inprocess",
+    "attack=analytic_ig",
     "attack.params.inverting_gradients.iterations=50",
 )
 RUN_NAME = "c2-r2"

@@ -35,6 +35,7 @@ def test_resnet18_on_lfw_trains_and_every_attack_gives_a_row(tmp_path: Path, bat
             "federation.num_clients=2",
             "federation.rounds=1",
             f"federation.batch_size={batch}",
+            "attack=analytic_ig",
             "attack.names=[analytic,inverting_gradients,idlg]",
             "attack.params.inverting_gradients.iterations=3",
             "+attack.params.idlg.iterations=3",

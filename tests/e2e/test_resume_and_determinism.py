@@ -19,7 +19,12 @@ from simulator.results import LeakageRecord, read_leakage
 pytestmark = pytest.mark.slow
 
 ROUNDS = 5
-ARGS = [f"federation.rounds={ROUNDS}", "attack.params.inverting_gradients.iterations=100"]
+ARGS = [
+    f"federation.rounds={ROUNDS}",
+    "federation.num_clients=4",
+    "attack=analytic_ig",
+    "attack.params.inverting_gradients.iterations=100",
+]
 VOLATILE = {"node_id", "attack_time_s", "worker"}  # Flower's random ids, timings
 
 

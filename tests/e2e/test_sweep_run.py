@@ -1,11 +1,19 @@
-"""A tiny real sweep: 2 settings x 2 seeds of one round, each a whole federation."""
+"""Tiny real sweeps: 2 settings x 2 seeds of one round, each a whole federation, 2 at a time
+on this machine; and 2 seeds submitted as Ray jobs to a Ray head started by the test."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +36,20 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
         "federation.num_clients=2",
         "attack=analytic",
     ]
+    start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", "-m", *overrides],
+        [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", "2", *overrides],
         capture_output=True,
         text=True,
         timeout=900,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (sweep_dir,) = tmp_path.glob("*/sweep-*")  # named after its first job
+    assert "4 runs, 2 at a time (here)" in proc.stdout
+    jobs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("job-*/job.json"))]
+    assert sum(j["elapsed_s"] for j in jobs) > 1.2 * wall  # two federations at a time
     assert "leakage_psnr" in proc.stdout and "defense=dp defense.dp.noise=0.1" in proc.stdout
 
     with (sweep_dir / SWEEP_CSV).open() as handle:
@@ -67,3 +80,96 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
     capsys.readouterr()
     assert main(["sweep-report", str(sweep_dir)]) == 0
     assert capsys.readouterr().out == text
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ray_job_server_deps() -> str | None:
+    """Why a Ray head here cannot serve jobs (``ray[default]`` missing), or ``None``."""
+    import ray._private.utils
+
+    error = ray._private.utils.get_dashboard_dependency_error()
+    return None if error is None else f"Ray's job server needs ray[default]: {error}"
+
+
+@pytest.fixture
+def ray_head() -> Iterator[str]:
+    """A Ray head of this test's own (``ray start --head --block`` on free ports, its own
+    temp dir), stopped by its process group when the test ends; yields the job server URL."""
+    if (missing := _ray_job_server_deps()) is not None:
+        pytest.skip(missing)
+    from ray.job_submission import JobSubmissionClient
+
+    temp = Path(tempfile.mkdtemp(prefix="fl-ray-"))  # short: Ray's socket paths are limited
+    dashboard = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+        f"--port={_free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+        f"--ray-client-server-port={_free_port()}", "--include-dashboard=true", "--num-cpus=4",
+        f"--temp-dir={temp}", "--disable-usage-stats",
+    ]  # fmt: skip
+    with (temp / "head.log").open("w") as log:
+        head = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert head.poll() is None, (temp / "head.log").read_text()[-3000:]
+            try:
+                JobSubmissionClient(address)
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the Ray head's job server never answered"
+                time.sleep(2)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops every process it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_multirun_submits_its_jobs_to_a_ray_cluster(ray_head: str, tmp_path: Path) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    overrides = [
+        f"output_dir={tmp_path}",
+        "seed=0,1",
+        "federation.rounds=1",
+        "federation.num_clients=2",
+        "attack=analytic",
+        "pool=inprocess",
+    ]
+    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", "2"]
+    proc = subprocess.run(
+        [*command, "--ray-address", ray_head, *overrides],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"2 runs, 2 at a time (Ray jobs at {ray_head})" in proc.stdout
+    (sweep_dir,) = tmp_path.glob("*/sweep-*")  # named after its first job
+    with (sweep_dir / SWEEP_CSV).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["seed"], r["status"], r["best_attack"]) for r in rows] == [
+        ("0", "ok", "analytic"),
+        ("1", "ok", "analytic"),
+    ]
+    assert all(float(r["leakage_psnr"]) >= 60.0 for r in rows)
+    client = JobSubmissionClient(ray_head)
+    statuses = {job.submission_id: str(job.status.value) for job in client.list_jobs()}
+    for job_dir in sorted(sweep_dir.glob("job-*")):
+        job_id = (job_dir / "ray_job_id").read_text().strip()
+        assert statuses[job_id] == "SUCCEEDED"  # the cluster ran it, as Ray's own job list says
+        assert "results in" in (job_dir / "run.log").read_text()

@@ -27,13 +27,15 @@ class SlowPool(AttackPool):
     def submit(self, job: AttackJob) -> None:
         self.jobs.append(job)
 
-    def poll(self) -> list[AttackResult]:
+    def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
+        if self.jobs:  # like a real pool: wait up to timeout_s for the next result
+            time.sleep(max(0.0, min(timeout_s, self.every_s - (time.monotonic() - self.last))))
         if not self.jobs or time.monotonic() - self.last < self.every_s:
             return []
         self.last = time.monotonic()
         return [AttackResult(self.jobs.pop(0), AttackFailure("failed", "slow on purpose"))]
 
-    def drain(self, timeout_s: float) -> list[AttackResult]:
+    def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
         return [AttackResult(j, AttackFailure("timeout", "gave up")) for j in self.jobs]
 
     @property

@@ -181,6 +181,8 @@ def test_report_rebuilds_a_run_killed_mid_round(tmp_path: Path) -> None:
         "run",
         f"output_dir={tmp_path}",
         "federation.rounds=4",
+        "federation.num_clients=4",
+        "attack=analytic_ig",
         "attack.params.inverting_gradients.iterations=3000",
     ]
     proc = subprocess.Popen(

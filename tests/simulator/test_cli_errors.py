@@ -79,7 +79,7 @@ def test_more_clients_than_samples_stops_before_the_run_in_a_few_lines(tmp_path:
     ("overrides", "fragment"),
     [
         (
-            ["defense=secagg", "defense.secagg.num_shares=9"],
+            ["defense=secagg", "federation.num_clients=4", "defense.secagg.num_shares=9"],
             "defense.secagg.num_shares: must be in [2, clients per round = 4], got 9",
         ),
         (
@@ -113,6 +113,7 @@ def test_warnings_are_printed_at_start_and_kept_in_the_run(
         lambda cfg, paths, **kwargs: started.append(paths.root),
     )
     overrides = ["federation.batch_size=1000", "attack.disclose=[labels]", "attack=analytic"]
+    overrides.append("federation.num_clients=4")
     assert main(["run", f"output_dir={tmp_path}", *overrides]) == exit_codes.OK
     err = capsys.readouterr().err
     printed = [line for line in err.splitlines() if line.startswith("fedleak: warning: ")]

@@ -28,9 +28,11 @@ if _NeedsLabels.name not in available_attacks():
 def test_default_config_is_the_embedded_default() -> None:
     cfg = load_experiment()
     assert cfg.dataset.name == "digits" and cfg.model.name == "mlp"
-    assert cfg.federation.num_clients == 4 and cfg.federation.rounds == 3
+    assert cfg.model.init == "kaiming_uniform"
+    assert cfg.federation.num_clients == 32 and cfg.federation.rounds == 40
     assert cfg.federation.mode == "fedsgd" and cfg.federation.batch_size == 1
-    assert cfg.attack.names == ["analytic", "inverting_gradients"]
+    assert cfg.federation.lr == 0.3
+    assert cfg.attack.names == ["analytic"] and cfg.attack.rounds is None
 
 
 def test_overrides_reach_the_typed_config() -> None:
@@ -72,7 +74,7 @@ def test_overrides_reach_the_typed_config() -> None:
         (["defense.dp.delta=0"], ["defense.dp.delta", "(0, 1)"]),
         (["defense.quantize.bits=0"], ["defense.quantize.bits", "[1, 32]"]),
         (
-            ["defense=secagg", "defense.secagg.num_shares=5"],
+            ["defense=secagg", "federation.num_clients=4", "defense.secagg.num_shares=5"],
             ["num_shares", "clients per round = 4"],
         ),
         (["federation.batch_labels=sorted"], ["federation.batch_labels", "equal", "random"]),

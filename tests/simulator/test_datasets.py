@@ -9,6 +9,7 @@ import pytest
 
 from simulator.datasets import (
     DEFAULT_DATASET,
+    PHOTOS,
     ArrayDataset,
     DatasetUnavailableError,
     available_datasets,
@@ -22,7 +23,8 @@ def _load(name: str, tmp_path: Path, seed: int = 0, test_fraction: float = 0.2):
 
 
 def test_registry_lists_all_datasets() -> None:
-    assert {"digits", "lfw", "mnist", "fashion_mnist", "cifar10"} <= set(available_datasets())
+    expected = {"digits", "lfw", "photos", "mnist", "fashion_mnist", "cifar10"}
+    assert expected <= set(available_datasets())
     assert DEFAULT_DATASET == "digits"
 
 
@@ -59,6 +61,20 @@ def test_lfw_two_classes_faces_first(tmp_path: Path) -> None:
         assert part.inputs.min() >= 0.0 and part.inputs.max() <= 1.0
         # 100 faces and 100 non-faces, split stratified
         assert np.bincount(part.labels).tolist() == [len(part) // 2, len(part) // 2]
+
+
+def test_photos_are_natural_rgb_crops_one_class_per_photo(tmp_path: Path) -> None:
+    splits = _load("photos", tmp_path)
+    inputs = np.concatenate([splits.train.inputs, splits.test.inputs])
+    labels = np.concatenate([splits.train.labels, splits.test.labels])
+    assert inputs.shape == (120, 3, 32, 32) and splits.train.num_classes == len(PHOTOS)
+    assert inputs.min() >= 0.0 and inputs.max() <= 1.0
+    assert np.bincount(labels).tolist() == [16, 24, 24, 24, 16, 16]  # 4 crops on the short side
+    # colour, not grey: the channels differ; natural: neighbouring pixels correlate strongly
+    assert np.abs(inputs[:, 0] - inputs[:, 2]).mean() > 0.02
+    right = np.corrcoef(inputs[..., :-1].ravel(), inputs[..., 1:].ravel())[0, 1]
+    assert right > 0.8
+    assert len(np.unique(inputs.reshape(120, -1), axis=0)) == 120
 
 
 def test_subset_keeps_metadata(tmp_path: Path) -> None:

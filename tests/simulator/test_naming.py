@@ -19,8 +19,10 @@ def test_the_default_experiment_is_named_default() -> None:
 def test_a_run_is_named_from_the_settings_it_changes() -> None:
     cfg = load_experiment(["model=lenet", "dataset=lfw", "defense=dp", "defense.dp.noise=0.1"])
     assert cfg.name == "lenet-lfw-dp0.1"
-    cfg = load_experiment(["federation.batch_size=4", "seed=3", "attack=analytic"])
-    assert cfg.name == "B4-analytic-seed3"
+    cfg = load_experiment(["federation.batch_size=4", "seed=3", "attack=analytic_ig"])
+    assert cfg.name == "B4-analytic+inverting_gradients-seed3"
+    cfg = load_experiment(["model=lenet", "model.init=kaiming_uniform"])
+    assert cfg.name == "lenet-kaiming_uniform-init"  # against lenet's own init, not the mlp's
     # where the run happens is not what the experiment is
     assert load_experiment(["pool=inprocess", "output_dir=/tmp/x"]).name == "default"
 

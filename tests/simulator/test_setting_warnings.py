@@ -27,17 +27,17 @@ def test_the_default_experiment_has_no_warning() -> None:
 
 
 def test_dp_above_the_epsilon_limit_is_labelled_as_no_formal_guarantee() -> None:
-    (line,) = _warnings("defense=dp")
+    (line,) = _warnings("defense=dp", "federation.rounds=3")
     assert line.startswith("defense.dp: epsilon 6.61e+04 at delta 1e-05 after 3 round(s) is")
     assert "no meaningful formal guarantee" in line
-    cfg = load_experiment(["defense=dp"])
+    cfg = load_experiment(["defense=dp", "federation.rounds=3"])
     noise = noise_for_epsilon(cfg)
     assert f"defense.dp.noise >= {noise:.3g}" in line
     rounds = cfg.federation.rounds
     assert local_dp_budget(replace(cfg.defense.dp, noise=noise), rounds).epsilon <= EPSILON_LIMIT
     less = replace(cfg.defense.dp, noise=noise * 0.99)
     assert local_dp_budget(less, rounds).epsilon > EPSILON_LIMIT  # the smallest such noise
-    assert _warnings("defense=dp", f"defense.dp.noise={noise * 1.01}") == []
+    assert _warnings("defense=dp", "federation.rounds=3", f"defense.dp.noise={noise * 1.01}") == []
 
 
 def test_a_disclosure_no_attack_requires_is_explained() -> None:
@@ -47,8 +47,8 @@ def test_a_disclosure_no_attack_requires_is_explained() -> None:
 
 
 def test_a_batch_larger_than_a_partition_names_the_smallest() -> None:
-    (line,) = _warnings("federation.batch_size=1000")
-    sizes = partition_sizes(load_experiment([]))
+    (line,) = _warnings("federation.batch_size=1000", "federation.num_clients=4")
+    sizes = partition_sizes(load_experiment(["federation.num_clients=4"]))
     smallest = min(sizes)
     client = sizes.index(smallest)
     assert line.startswith(
@@ -74,11 +74,14 @@ def test_a_batch_larger_than_a_partition_names_the_smallest() -> None:
             "defense.dp.noise=0.5 set but defense.dp is not enabled",
         ),
         (
-            ["attack.names=[analytic]"],
+            ["attack=analytic_ig", "attack.names=[analytic]"],
             "attack.params.inverting_gradients is set but 'inverting_gradients' is not in "
             "attack.names ['analytic']: the setting is unused",
         ),
-        (["attack.rounds=[2,7]"], "attack.rounds [7] come after the last round"),
+        (
+            ["federation.rounds=3", "attack.rounds=[2,7]"],
+            "attack.rounds [7] come after the last round",
+        ),
     ],
 )
 def test_settings_that_override_or_void_each_other(overrides: list[str], fragment: str) -> None:

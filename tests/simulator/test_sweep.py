@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +248,97 @@ def test_erroneous_launcher_is_recorded_as_a_failed_run(tmp_path: Path) -> None:
     assert run_sweep(plan_sweep(["seed=0"]), tmp_path, launcher, log=lambda line: None) == 1
     job = json.loads((tmp_path / "job-000" / "job.json").read_text())
     assert (job["status"], job["error"]) == ("failed", "OSError: no such interpreter")
+
+
+# ------------------------------------------------------------------ jobs at once, Ray jobs
+
+
+def test_parallel_sweep_runs_n_jobs_at_once(tmp_path: Path) -> None:
+    plan = plan_sweep([f"output_dir={tmp_path}", "seed=range(0,6)"])
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def launcher(overrides: list[str], job_dir: Path) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.3)
+        _write_run(job_dir, _rows("analytic", [50.0], 1.0), 0.5)
+        with lock:
+            running -= 1
+        return 0
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    lines: list[str] = []
+    start = time.monotonic()
+    assert run_sweep(plan, sweep_dir, launcher, log=lines.append, jobs=3) == 0
+    assert peak == 3 and time.monotonic() - start < 6 * 0.3  # not one after the other
+    jobs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("job-*/job.json"))]
+    assert [(j["index"], j["seed"], j["status"]) for j in jobs] == [(i, i, "ok") for i in range(6)]
+    assert len(lines) == 6 and all(" -> ok in " in line for line in lines)
+    assert len(load_results(sweep_dir)) == 6
+
+
+class _BlockingLauncher:
+    """The first job returns at once; the others run until :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.started: list[Path] = []
+        self.stopped = threading.Event()
+
+    def __call__(self, overrides: list[str], job_dir: Path) -> int:
+        self.started.append(job_dir)
+        if len(self.started) > 1:
+            self.stopped.wait(timeout=30)
+            return 130
+        return 0
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_interrupted_parallel_sweep_stops_running_jobs_and_starts_no_more(tmp_path: Path) -> None:
+    plan = plan_sweep(["seed=range(0,5)"])
+    launcher = _BlockingLauncher()
+
+    def ctrl_c(line: str) -> None:  # the user presses Ctrl-C as the first job ends
+        time.sleep(0.2)  # its worker has meanwhile started job 3
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan, tmp_path, launcher, log=ctrl_c, jobs=3)
+    assert launcher.stopped.is_set() and len(launcher.started) == 4
+    jobs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("job-*/job.json"))]
+    assert [j["status"] for j in jobs] == ["ok"] + ["interrupted"] * 3  # job 4 never started
+    assert jobs[1]["exit_code"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jobs", "2", "seed=0"], "add -m"),
+        (["--ray-address", "http://127.0.0.1:8265", "seed=0"], "add -m"),
+        (["-m", "--jobs", "0", "seed=0,1"], "--jobs must be >= 1"),
+    ],
+)
+def test_erroneous_sweep_flags(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", *args, f"output_dir={tmp_path}"]) == exit_codes.CONFIG_ERROR
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_erroneous_ray_address_names_it_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    args = ["run", "-m", "--ray-address", address, f"output_dir={tmp_path}", "seed=0,1"]
+    assert main(args) == exit_codes.RAY_UNREACHABLE
+    err = capsys.readouterr().err
+    assert f"no Ray job server at {address!r}" in err and "ray start --head" in err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,351 @@
+"""The DLG / iDLG sensitivity study as a fedleak sweep: initialisation, activation, batch size,
+pruning and architecture against reconstruction PSNR, on natural RGB photographs.
+
+The study (Z. Li, "Attacking Gradients: reconstructing training data", IP Paris project
+slides, 2024, on Zhu et al., "Deep Leakage from Gradients", NeurIPS 2019, arXiv:1906.08935,
+and Zhao et al., "iDLG: Improved Deep Leakage from Gradients", arXiv:2001.02610) ran a Hydra
+sweep of 960 runs: seeds x {McMahan CNN, ResNet-18} x B {1, 2, 4, 8, 16} x init {Xavier,
+Kaiming} x {normal, uniform} x activation {ReLU, Sigmoid} x pruning {none, small-magnitude},
+attacked with Adam (lr 0.1), a cosine-similarity gradient loss and 500 iterations, labels
+from iDLG. Here every combination is one ``fedleak run`` of one client and one FedSGD round on
+``dataset=photos`` (32x32 crops of scikit-image's colour photographs), attacked by
+``inverting_gradients`` with that recipe (no total variation, plain Adam, no step decay), and
+the sweep is ``fedleak run -m --jobs N`` (or Ray jobs with ``--ray-address``).
+
+    # the full study (2 x 4 x 2 x 5 x 2 x 3 seeds = 480 runs): a GPU box or a Ray cluster
+    python benchmarks/dlg_study.py --jobs 8
+    # the documented subset run on a 2-core CPU: McMahan CNN, uniform inits, B in {1, 4},
+    # no pruning, one seed (8 runs), once with 1 job and once with 2 jobs at a time
+    python benchmarks/dlg_study.py --subset --jobs 1 2
+    python benchmarks/dlg_study.py --sweep-dir runs/dlg_study/sweep-...   # re-summarise
+
+It prints the sweep's wall time for each ``--jobs`` value, the PSNR table (mean ± std over
+seeds, one column per batch size) and each conclusion of the study with whether it holds
+here, "not measured" where the runs lack the factor. ``--batchnorm`` adds the study's
+BatchNorm comparison (ResNet-18 gradients taken in train vs eval mode, attacked in the same
+mode; fedleak's clients always train in train mode, so this part calls the attack directly).
+Exits 1 when a measured conclusion does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simulator.sweep_summary import mean_std  # noqa: E402
+
+ATTACK_PARAMS: dict[str, float | int | bool] = {
+    "iterations": 500,
+    "lr": 0.1,
+    "tv_weight": 0.0,
+    "signed_gradients": False,
+    "lr_decay": False,
+    "restarts": 1,
+}
+"""The study's attack: Adam at lr 0.1 on the cosine gradient distance, 500 iterations."""
+ATTACK = ["attack=inverting_gradients"] + [
+    f"++attack.params.inverting_gradients.{k}={str(v).lower()}" for k, v in ATTACK_PARAMS.items()
+]
+FEDERATION = [
+    "name=dlg_study",
+    "dataset=photos",
+    "federation.num_clients=1",
+    "federation.rounds=1",
+    "pool=inprocess",
+]
+FULL = {
+    "models": ["cnn", "resnet18"],
+    "inits": ["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"],
+    "activations": ["relu", "sigmoid"],
+    "batch_sizes": [1, 2, 4, 8, 16],
+    "prune": ["none", "0.2"],
+    "seeds": 3,
+}
+SUBSET = {
+    "models": ["cnn"],
+    "inits": ["xavier_uniform", "kaiming_uniform"],
+    "activations": ["relu", "sigmoid"],
+    "batch_sizes": [1, 4],
+    "prune": ["none"],
+    "seeds": 1,
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished combination: its factors and the attack's mean PSNR over the batch."""
+
+    model: str
+    init: str
+    activation: str
+    batch: int
+    prune: str
+    seed: int
+    psnr: float
+
+
+def sweep_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``fedleak run -m`` overrides of the grid (pruning as a second defense value)."""
+    prune = ["none" if p == "none" else "prune" for p in args.prune]
+    overrides = [
+        *FEDERATION,
+        *ATTACK,
+        f"model={','.join(args.models)}",
+        f"model.init={','.join(args.inits)}",
+        f"model.activation={','.join(args.activations)}",
+        f"federation.batch_size={','.join(str(b) for b in args.batch_sizes)}",
+        f"defense={','.join(prune)}",
+        f"seed=range(0,{args.seeds})",
+    ]
+    fractions = sorted({p for p in args.prune if p != "none"})
+    if fractions:
+        overrides.append(f"defense.prune.fraction={','.join(fractions)}")
+    return [*overrides, f"output_dir={args.output_dir}"]
+
+
+def run_sweep(overrides: list[str], jobs: int, ray_address: str | None) -> tuple[Path, float]:
+    """``fedleak run -m --jobs N``; (its sweep directory, wall seconds)."""
+    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", str(jobs)]
+    if ray_address:
+        command += ["--ray-address", ray_address]
+    start = time.monotonic()
+    proc = subprocess.run([*command, *overrides], capture_output=True, text=True, cwd=ROOT)
+    wall = time.monotonic() - start
+    found = [line for line in proc.stdout.splitlines() if line.startswith("fedleak: sweep of")]
+    if not found:
+        raise RuntimeError(f"the sweep did not start:\n{proc.stdout[-2000:]}{proc.stderr}")
+    return Path(found[0].rsplit(" -> ", 1)[1]), wall
+
+
+def _value(overrides: Iterable[str], key: str, default: str) -> str:
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key]
+    return values[-1] if values else default
+
+
+def load_runs(sweep_dir: Path) -> list[Run]:
+    """Every finished job of the sweep with its factors and the attack's mean PSNR."""
+    runs = []
+    for job_file in sorted(sweep_dir.glob("job-*/job.json")):
+        job = json.loads(job_file.read_text(encoding="utf-8"))
+        if job.get("status") != "ok" or not job.get("run_dir"):
+            continue
+        rows = [json.loads(line) for line in (sweep_dir / job["run_dir"] / "leakage.jsonl").open()]
+        psnrs = [r["psnr_mean"] for r in rows if r["status"] == "ok" and r["psnr_mean"]]
+        o = job["overrides"]
+        pruned = _value(o, "defense", "none") == "prune"
+        runs.append(
+            Run(
+                model=_value(o, "model", "mlp"),
+                init=_value(o, "model.init", "default"),
+                activation=_value(o, "model.activation", "relu"),
+                batch=int(_value(o, "federation.batch_size", "1")),
+                prune=_value(o, "defense.prune.fraction", "0.9") if pruned else "none",
+                seed=int(job["seed"]),
+                psnr=float(np.mean(psnrs)) if psnrs else math.nan,
+            )
+        )
+    return runs
+
+
+def print_table(runs: list[Run]) -> None:
+    """PSNR (dB), mean ± std over seeds: one row per (model, activation, init, prune)."""
+    batches = sorted({r.batch for r in runs})
+    cells: dict[tuple[str, str, str, str], dict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in runs:
+        cells[(r.model, r.activation, r.init, r.prune)][r.batch].append(r.psnr)
+    header = f"{'model':<9} {'act':<8} {'init':<16} {'prune':<6}" + "".join(
+        f"{'B=' + str(b):>14}" for b in batches
+    )
+    print(header)
+    print("-" * len(header))
+    for key in sorted(cells):
+        line = f"{key[0]:<9} {key[1]:<8} {key[2]:<16} {key[3]:<6}"
+        for b in batches:
+            mean, std = mean_std(cells[key][b])
+            line += f"{'-':>14}" if math.isnan(mean) else f"{mean:>8.1f} ± {std:<4.1f}"
+        print(line)
+
+
+def _mean(runs: Iterable[Run]) -> float:
+    return mean_std([r.psnr for r in runs])[0]
+
+
+def _family(init: str) -> str:
+    return init.split("_")[0]
+
+
+Verdict = tuple[str, str, str]
+"""(claim, "holds" | "DOES NOT HOLD" | "not measured", the numbers behind it)."""
+
+
+def _verdict(claim: str, holds: bool, detail: str) -> Verdict:
+    return claim, "holds" if holds else "DOES NOT HOLD", detail
+
+
+def batch_verdict(runs: list[Run]) -> Verdict:
+    """PSNR falls as B rises: the mean over every other factor, per batch size."""
+    claim = "PSNR falls as the batch size rises"
+    means = {b: _mean(r for r in runs if r.batch == b) for b in sorted({r.batch for r in runs})}
+    if len(means) < 2:
+        return claim, "not measured", "one batch size"
+    values = list(means.values())
+    detail = ", ".join(f"B={b}: {m:.1f}" for b, m in means.items())
+    return _verdict(claim, all(a > b for a, b in itertools.pairwise(values)), detail)
+
+
+def order_verdict(runs: list[Run]) -> Verdict:
+    """Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid (McMahan CNN)."""
+    claim = "Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid (CNN)"
+    cnn = [r for r in runs if r.model == "cnn"]
+    order = [("xavier", "relu"), ("kaiming", "relu"), ("kaiming", "sigmoid"), ("xavier", "sigmoid")]
+    means = [_mean(r for r in cnn if _family(r.init) == f and r.activation == a) for f, a in order]
+    if any(math.isnan(m) for m in means):
+        return claim, "not measured", "needs cnn runs of both inits and both activations"
+    detail = " | ".join(f"{f}-{a}: {m:.1f}" for (f, a), m in zip(order, means, strict=True))
+    return _verdict(claim, all(a < b for a, b in itertools.pairwise(means)), detail)
+
+
+def activation_verdict(runs: list[Run]) -> Verdict:
+    """ReLU leaks less than Sigmoid (the study: ``max()`` loses information)."""
+    claim = "ReLU below Sigmoid"
+    relu, sigmoid = (_mean(r for r in runs if r.activation == a) for a in ("relu", "sigmoid"))
+    if math.isnan(relu) or math.isnan(sigmoid):
+        return claim, "not measured", "needs both activations"
+    return _verdict(claim, relu < sigmoid, f"ReLU {relu:.1f} vs Sigmoid {sigmoid:.1f}")
+
+
+def architecture_verdict(runs: list[Run]) -> Verdict:
+    """McMahan CNN below ResNet-18 (the study: with Xavier initialisation, ReLU)."""
+    claim = "McMahan CNN below ResNet-18 (Xavier, ReLU)"
+    cnn, resnet = (
+        _mean(
+            r
+            for r in runs
+            if r.model == m and _family(r.init) == "xavier" and r.activation == "relu"
+        )
+        for m in ("cnn", "resnet18")
+    )
+    if math.isnan(cnn) or math.isnan(resnet):
+        return claim, "not measured", "needs cnn and resnet18 runs with Xavier init and ReLU"
+    return _verdict(claim, cnn < resnet, f"CNN {cnn:.1f} vs ResNet-18 {resnet:.1f}")
+
+
+def pruning_verdict(runs: list[Run]) -> Verdict:
+    """The study: pruning has little effect with Kaiming init, a big one with Xavier."""
+    claim = "pruning 20% costs Xavier more PSNR than Kaiming"
+    drop = {}
+    for family in ("xavier", "kaiming"):
+        kept = _mean(r for r in runs if _family(r.init) == family and r.prune == "none")
+        pruned = _mean(r for r in runs if _family(r.init) == family and r.prune != "none")
+        drop[family] = kept - pruned
+    if any(math.isnan(d) for d in drop.values()):
+        return claim, "not measured", "needs pruned and unpruned runs of both inits"
+    detail = f"drop Xavier {drop['xavier']:.1f} dB, Kaiming {drop['kaiming']:.1f} dB"
+    return _verdict(claim, drop["xavier"] > drop["kaiming"], detail)
+
+
+def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
+    """ResNet-18's gradient taken in train vs eval mode, each attacked in the mode it was taken.
+
+    The study compared ``.train()`` and ``.eval()``; with train-mode BatchNorm every sample's
+    output depends on the batch's statistics, which the gradient does not reveal.
+    """
+    import torch
+
+    from attacks import create_attack, execute_attack
+    from attacks.types import Reconstruction
+    from simulator.experiment_data import cached_splits, initial_model, model_spec_for
+    from simulator.metrics import compute_leakage
+    from tests.attacks.cases import sgd_update
+
+    claim = "BatchNorm: eval-mode gradients leak more than train-mode ones (ResNet-18)"
+    splits = cached_splits("photos", "data", 0, 0.2)
+    spec = model_spec_for("resnet18", splits.train, width=None, activation=None, init="default")
+    params = {**ATTACK_PARAMS, "iterations": iterations}
+    psnr: dict[str, list[float]] = {"train": [], "eval": []}
+    for seed in range(seeds):
+        idx = np.random.default_rng(seed).choice(len(splits.train.labels), batch, replace=False)
+        x, y = (
+            torch.from_numpy(splits.train.inputs[idx]),
+            torch.from_numpy(splits.train.labels[idx]),
+        )
+        for mode, values in psnr.items():
+            model = initial_model(spec, seed)
+            model.train(mode == "train")
+            update = sgd_update(model, x, y)
+            attack = create_attack("inverting_gradients", params)
+            out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=seed)
+            if isinstance(out, Reconstruction):
+                leak = compute_leakage(x.numpy(), y.numpy(), out.inputs, out.labels)
+                values.append(leak.psnr_mean)
+    train, evaluation = (mean_std(psnr[m])[0] for m in ("train", "eval"))
+    detail = f"train {train:.1f} dB vs eval {evaluation:.1f} dB (B={batch}, {seeds} seed(s))"
+    return _verdict(claim, evaluation > train, detail)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subset", action="store_true", help="the 8-run CPU subset (docstring)")
+    parser.add_argument("--models", nargs="+")
+    parser.add_argument("--inits", nargs="+")
+    parser.add_argument("--activations", nargs="+")
+    parser.add_argument("--batch-sizes", nargs="+", type=int)
+    parser.add_argument("--prune", nargs="+", help="'none' and/or fractions, e.g. none 0.2")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--jobs", nargs="+", type=int, default=[1], help="one sweep per value")
+    parser.add_argument("--ray-address", help="submit the jobs to this Ray job server")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "runs")
+    parser.add_argument("--sweep-dir", type=Path, help="summarise this sweep, run nothing")
+    parser.add_argument("--batchnorm", action="store_true", help="add the BatchNorm comparison")
+    parser.add_argument("--bn-iterations", type=int, default=500)
+    args = parser.parse_args()
+    grid = SUBSET if args.subset else FULL
+    for key, value in grid.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    sweep_dir = args.sweep_dir
+    if sweep_dir is None:
+        for jobs in args.jobs:
+            sweep_dir, wall = run_sweep(sweep_overrides(args), jobs, args.ray_address)
+            count = len(list(sweep_dir.glob("job-*/job.json")))
+            print(f"sweep of {count} runs with --jobs {jobs}: {wall:.0f} s ({sweep_dir})")
+    assert sweep_dir is not None
+    runs = load_runs(sweep_dir)
+    print_table(runs)
+    verdicts = [
+        batch_verdict(runs),
+        order_verdict(runs),
+        activation_verdict(runs),
+        architecture_verdict(runs),
+        pruning_verdict(runs),
+    ]
+    if args.batchnorm:
+        verdicts.append(batchnorm_verdict(args.bn_iterations, max(1, args.seeds)))
+    for claim, status, detail in verdicts:
+        print(f"{status:>13}: {claim} [{detail}]")
+    return 1 if any(status == "DOES NOT HOLD" for _, status, _ in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

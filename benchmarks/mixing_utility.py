@@ -1,0 +1,308 @@
+"""Gradient mixing: leakage against utility in a federation that learns, and LeNet's recovery
+map over batch size and channel count (Eloul et al., "Mixing gradients in neural networks as
+a strategy to enhance privacy in federated learning", WACV 2024, figures 6 and 7).
+
+Part 1 (figure 6) is a ``fedleak run -m`` sweep: a single dense layer (``model=linear``) on
+``digits`` trained by 16 clients for 60 rounds of FedSGD (lr 1.0) with batches of B in
+{2, 4, 6}, under each mixing strategy: cross-entropy with random labels (``defense=none``),
+cross-entropy with equal labels (``defense=equal_labels``), MSE after softmax
+(``defense=mse_loss``) and both (``defense=[mse_loss,equal_labels]``). A quarter of the
+updates of rounds 1, 30 and 60 is attacked by direct batch inversion (eq. 8), inverting
+gradients and DLG. Per run: the final test accuracy, and the recovery rate, the share of an
+update's samples whose best reconstruction has AVD < 0.6 (eq. 13), averaged over the attacked
+updates. The paper's claim: mixing cuts recovery while accuracy stays.
+
+Part 2 (figure 7) calls the attacks directly: DLG's sigmoid LeNet with ``width`` channels,
+untrained (seeded), one FedSGD update of a random batch of B samples of ``digits`` or ``lfw``,
+attacked by DLG (L-BFGS, as the paper) and by the cosine objective with plain Adam; recovery
+rate per (data set, width, B), best attack per trial, mean over trials. The paper's claim:
+wider LeNets leak more.
+
+    python benchmarks/mixing_utility.py                  # both parts, 2 seeds, 3 trials
+    python benchmarks/mixing_utility.py --subset --jobs 2   # the CPU subset (docstring)
+    python benchmarks/mixing_utility.py --part map --widths 4 12 24 --batch-sizes 1 4
+
+``--subset``: part 1 with B in {2, 4} and one seed, part 2 with widths {4, 12, 24}, B in
+{1, 4} and 2 trials. Exits 1 when a claim does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
+from attacks import create_attack, execute_attack  # noqa: E402
+from attacks.losses import model_gradient  # noqa: E402
+from attacks.types import InterceptedUpdate, Reconstruction, TrainingHyperparams  # noqa: E402
+from simulator.experiment_data import cached_splits, initial_model, model_spec_for  # noqa: E402
+from simulator.metrics import compute_leakage  # noqa: E402
+from simulator.sweep_summary import mean_std  # noqa: E402
+
+STRATEGIES = {
+    "none": "CE random",
+    "equal_labels": "CE equal",
+    "mse_loss": "MSE random",
+    "[mse_loss,equal_labels]": "MSE equal",
+}
+FEDERATION = [
+    "name=mixing_utility",
+    "dataset=digits",
+    "model=linear",
+    "federation.num_clients=16",
+    "federation.rounds=60",
+    "federation.lr=1.0",
+    "attack.names=[direct_batch,inverting_gradients,dlg]",
+    "attack.rounds=[1,30,60]",
+    "attack.client_fraction=0.25",
+    "pool=inprocess",
+]
+ACCURACY_SLACK = 0.05
+"""'Accuracy stays': a mixing strategy ends within this of cross-entropy with random labels."""
+
+
+@dataclass(frozen=True)
+class FederationRun:
+    """One run of part 1: strategy, batch size, seed, final accuracy, mean recovery rate."""
+
+    strategy: str
+    batch: int
+    seed: int
+    accuracy: float
+    recovery: float
+
+
+def sweep(args: argparse.Namespace) -> tuple[Path, float]:
+    """Part 1's ``fedleak run -m --jobs N``; (sweep directory, wall seconds)."""
+    overrides = [
+        *FEDERATION,
+        "defense=" + ",".join(STRATEGIES),
+        f"federation.batch_size={','.join(map(str, args.fed_batch_sizes))}",
+        f"seed=range(0,{args.seeds})",
+        f"output_dir={args.output_dir}",
+    ]
+    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", str(args.jobs)]
+    start = time.monotonic()
+    proc = subprocess.run([*command, *overrides], capture_output=True, text=True, cwd=ROOT)
+    found = [line for line in proc.stdout.splitlines() if line.startswith("fedleak: sweep of")]
+    if not found:
+        raise RuntimeError(f"the sweep did not start:\n{proc.stdout[-2000:]}{proc.stderr}")
+    return Path(found[0].rsplit(" -> ", 1)[1]), time.monotonic() - start
+
+
+def _override(overrides: list[str], key: str) -> str:
+    return next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key)
+
+
+def load_federation_runs(sweep_dir: Path) -> list[FederationRun]:
+    """Part 1's finished runs: accuracy after the last round, recovery over attacked updates."""
+    runs = []
+    for job_file in sorted(sweep_dir.glob("job-*/job.json")):
+        job = json.loads(job_file.read_text(encoding="utf-8"))
+        if job.get("status") != "ok":
+            continue
+        run_dir = sweep_dir / job["run_dir"]
+        training = [json.loads(line) for line in (run_dir / "training.jsonl").open()]
+        best: dict[tuple[int, int], float] = defaultdict(float)
+        for line in (run_dir / "leakage.jsonl").open():
+            row = json.loads(line)
+            rate = row["recovery_rate"] if row["status"] == "ok" else None
+            key = (row["round"], row["node_id"])
+            best[key] = max(best[key], rate if rate is not None and rate == rate else 0.0)
+        runs.append(
+            FederationRun(
+                strategy=STRATEGIES[_override(job["overrides"], "defense")],
+                batch=int(_override(job["overrides"], "federation.batch_size")),
+                seed=int(job["seed"]),
+                accuracy=float(training[-1]["test_accuracy"]),
+                recovery=float(np.mean(list(best.values()))) if best else math.nan,
+            )
+        )
+    return runs
+
+
+def print_federation_table(runs: list[FederationRun]) -> None:
+    """Accuracy | recovery rate per strategy (rows) and batch size (columns), seed means."""
+    batches = sorted({r.batch for r in runs})
+    header = f"{'strategy':<11}" + "".join(f"{'B=' + str(b) + ' acc | rec':>20}" for b in batches)
+    print(header)
+    print("-" * len(header))
+    for name in STRATEGIES.values():
+        line = f"{name:<11}"
+        for b in batches:
+            cell = [r for r in runs if r.strategy == name and r.batch == b]
+            acc, rec = (
+                mean_std([r.accuracy for r in cell])[0],
+                mean_std([r.recovery for r in cell])[0],
+            )
+            line += f"{acc:>13.3f} | {rec:<4.2f}"
+        print(line)
+
+
+def mixing_verdicts(runs: list[FederationRun]) -> list[tuple[str, bool, str]]:
+    """Per mixing strategy: recovery below CE random at every B, accuracy within the slack."""
+    verdicts = []
+    batches = sorted({r.batch for r in runs})
+
+    def cell(name: str, b: int) -> tuple[float, float]:
+        chosen = [r for r in runs if r.strategy == name and r.batch == b]
+        return mean_std([r.accuracy for r in chosen])[0], mean_std([r.recovery for r in chosen])[0]
+
+    for name in list(STRATEGIES.values())[1:]:
+        lower, kept, detail = True, True, []
+        for b in batches:
+            (base_acc, base_rec), (acc, rec) = cell("CE random", b), cell(name, b)
+            lower &= rec < base_rec
+            kept &= acc >= base_acc - ACCURACY_SLACK
+            detail.append(
+                f"B={b}: rec {rec:.2f} vs {base_rec:.2f}, acc {acc:.3f} vs {base_acc:.3f}"
+            )
+        claim = f"{name} cuts recovery below CE random while accuracy stays (-{ACCURACY_SLACK})"
+        verdicts.append((claim, lower and kept, "; ".join(detail)))
+    return verdicts
+
+
+def fedsgd_update(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> InterceptedUpdate:
+    """The update a FedSGD client sends: one SGD step (lr 0.1) on the batch, cross-entropy."""
+    lr = 0.1
+    names = [n for n, _ in model.named_parameters()]
+    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
+    before = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+    after = OrderedDict(
+        (k, v - lr * grads[k].numpy()) if k in grads else (k, v.copy()) for k, v in before.items()
+    )
+    hyperparams = TrainingHyperparams("fedsgd", lr, int(x.shape[0]), local_steps=1)
+    return InterceptedUpdate(
+        1, 1, before, after, int(x.shape[0]), hyperparams, tuple(x.shape[1:]), num_classes
+    )
+
+
+MAP_ATTACKS = {
+    "dlg": {},
+    "inverting_gradients": {"tv_weight": 0.0, "signed_gradients": False, "lr_decay": False},
+}
+"""Part 2's attacks: DLG's L-BFGS (the paper's optimiser) and the cosine objective with plain
+Adam; a sample counts as recovered when either attack recovers it."""
+
+
+def lenet_recovery(dataset: str, width: int, batch: int, trials: int, iterations: int) -> float:
+    """Mean recovery rate (AVD < 0.6, best of :data:`MAP_ATTACKS`) on an untrained sigmoid
+    LeNet of ``width`` channels, over ``trials`` random batches."""
+    splits = cached_splits(dataset, "data", 0, 0.2)
+    train = splits.train
+    spec = model_spec_for("lenet", train, width=width, activation=None, init="default")
+    rates = []
+    for trial in range(trials):
+        rng = np.random.default_rng(1000 * trial + batch)
+        idx = rng.choice(len(train.labels), batch, replace=False)
+        x, y = train.inputs[idx], train.labels[idx]
+        model = initial_model(spec, seed=trial)
+        update = fedsgd_update(model, torch.from_numpy(x), torch.from_numpy(y), train.num_classes)
+        best = 0.0
+        for name, params in MAP_ATTACKS.items():
+            attack = create_attack(name, {**params, "iterations": iterations})
+            out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=trial)
+            if isinstance(out, Reconstruction):  # a failed attack recovers nothing
+                best = max(best, compute_leakage(x, y, out.inputs, out.labels).recovery_rate)
+        rates.append(best)
+    return float(np.mean(rates))
+
+
+def lenet_map(args: argparse.Namespace) -> dict[tuple[str, int, int], float]:
+    """Recovery rate per (data set, width, batch size), printed as one table per data set."""
+    rates = {}
+    for dataset in args.datasets:
+        header = f"{dataset:<8} {'width':>5}" + "".join(
+            f"{'B=' + str(b):>8}" for b in args.batch_sizes
+        )
+        print(header)
+        print("-" * len(header))
+        for width in args.widths:
+            line = f"{'':<8} {width:>5}"
+            for b in args.batch_sizes:
+                rates[(dataset, width, b)] = lenet_recovery(
+                    dataset, width, b, args.trials, args.iterations
+                )
+                line += f"{rates[(dataset, width, b)]:>8.2f}"
+            print(line, flush=True)
+    return rates
+
+
+def width_verdicts(rates: dict[tuple[str, int, int], float]) -> list[tuple[str, bool, str]]:
+    """Per data set: the recovery rate averaged over B never falls as LeNet gets wider, and the
+    widest leaks more than the narrowest."""
+    verdicts = []
+    for dataset in sorted({d for d, _, _ in rates}):
+        widths = sorted({w for d, w, _ in rates if d == dataset})
+        means = [
+            float(np.mean([r for (d, w, _), r in rates.items() if (d, w) == (dataset, wid)]))
+            for wid in widths
+        ]
+        holds = all(a <= b for a, b in itertools.pairwise(means)) and means[-1] > means[0]
+        detail = ", ".join(f"width {w}: {m:.2f}" for w, m in zip(widths, means, strict=True))
+        verdicts.append((f"wider LeNets leak more ({dataset}, mean over B)", holds, detail))
+    return verdicts
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["all", "federation", "map"], default="all")
+    parser.add_argument("--subset", action="store_true", help="the CPU subset (docstring)")
+    parser.add_argument("--jobs", type=int, default=1, help="sweep jobs at once (part 1)")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--fed-batch-sizes", nargs="+", type=int, default=[2, 4, 6])
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "runs")
+    parser.add_argument("--sweep-dir", type=Path, help="summarise this part-1 sweep, run nothing")
+    parser.add_argument("--datasets", nargs="+", default=["digits", "lfw"])
+    parser.add_argument("--widths", nargs="+", type=int, default=[4, 8, 12, 24])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 4, 6])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=300, help="per attack of part 2")
+    args = parser.parse_args()
+    if args.subset:
+        args.seeds, args.fed_batch_sizes = 1, [2, 4]
+        args.widths, args.batch_sizes, args.trials = [4, 12, 24], [1, 4], 2
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    verdicts: list[tuple[str, bool, str]] = []
+    if args.part in ("all", "federation"):
+        sweep_dir = args.sweep_dir
+        if sweep_dir is None:
+            sweep_dir, wall = sweep(args)
+            print(f"part 1: sweep with --jobs {args.jobs}: {wall:.0f} s ({sweep_dir})")
+        runs = load_federation_runs(sweep_dir)
+        print_federation_table(runs)
+        verdicts += mixing_verdicts(runs)
+    if args.part in ("all", "map"):
+        start = time.monotonic()
+        rates = lenet_map(args)
+        print(
+            f"part 2: {len(rates)} cells x {args.trials} trials in {time.monotonic() - start:.0f} s"
+        )
+        verdicts += width_verdicts(rates)
+    for claim, holds, detail in verdicts:
+        print(f"{'holds' if holds else 'DOES NOT HOLD':>13}: {claim} [{detail}]")
+    return 0 if all(holds for _, holds, _ in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Your own models, data sets and defenses: by import path, or from installed packages.
+
+Two conventions of the Python ecosystem, used by the registries of :mod:`simulator.models`,
+:mod:`simulator.datasets` and :mod:`simulator.defenses` (and, on its own because it imports
+nothing of ours, :mod:`attacks.registry`):
+
+- **import paths** (Hydra's ``_target_``): ``my_pkg.nets.MyNet`` or ``my_pkg.nets:MyNet``
+  names an object that is imported where it is needed, in every process;
+- **entry points**: an installed package declares, in its ``pyproject.toml``,
+
+  .. code-block:: toml
+
+     [project.entry-points."fedleak.models"]
+     my_net = "my_pkg.nets:MyNet"
+
+  and the registry of that group lists ``my_net`` beside fedleak's own entries. Discovery
+  runs lazily, once per process, on the registry's first lookup, so it happens in Ray
+  workers and Flower's app processes as well as in the ``fedleak`` command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+__all__ = [
+    "ENTRY_POINT_GROUPS",
+    "call_with",
+    "import_object",
+    "is_import_path",
+    "load_entry_points",
+]
+
+ENTRY_POINT_GROUPS = ("fedleak.attacks", "fedleak.models", "fedleak.datasets", "fedleak.defenses")
+"""The entry-point groups fedleak reads (attacks are read by :mod:`attacks.registry`)."""
+
+_LOCK = threading.RLock()  # re-entrant: a plug-in module may look its own registry up
+_LOADED: set[str] = set()
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` is an import path (``pkg.module.Name``, ``pkg.module:Name``)."""
+    return ":" in name or "." in name.strip(".")
+
+
+def import_object(path: str) -> Any:
+    """The object at ``path``: ``pkg.module.Name`` or ``pkg.module:Name``.
+
+    Raises
+    ------
+    ValueError
+        When the module cannot be imported or has no such attribute; the message names both.
+    """
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"{path!r} is not an import path like 'my_pkg.module.Name'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"cannot import {module_name!r} for {path!r} ({type(exc).__name__}: {exc}); "
+            "install the package or put its directory on PYTHONPATH"
+        ) from None
+    obj = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{module_name!r} has no attribute {attribute!r} (from {path!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def call_with(fn: Callable[..., Any], args: Mapping[str, Any], offered: Mapping[str, Any]) -> Any:
+    """``fn(**args, **extra)``: ``extra`` are the ``offered`` values ``fn`` takes by name.
+
+    An entry of ``args`` wins over an offered value of the same name; a function with
+    ``**kwargs`` takes every offered value.
+    """
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: no extra values
+        parameters = {}  # type: ignore[assignment]
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    extra = {
+        name: value
+        for name, value in offered.items()
+        if name not in args and (takes_all or name in parameters)
+    }
+    return fn(**dict(args), **extra)
+
+
+def load_entry_points(group: str, register: Callable[[str, Any], object]) -> None:
+    """Register every entry point of ``group`` once per process, by its name.
+
+    A plug-in that fails to load, or whose name is taken, is skipped with a warning that
+    names it: one broken package must not stop fedleak.
+    """
+    with _LOCK:
+        if group in _LOADED:
+            return
+        _LOADED.add(group)
+        for entry in entry_points(group=group):
+            try:
+                register(entry.name, entry.load())
+            except Exception as exc:  # a broken plug-in is reported, never fatal
+                warnings.warn(
+                    f"fedleak: skipped entry point {entry.name!r} = {entry.value!r} of group "
+                    f"{group!r}: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
