@@ -51,8 +51,7 @@ class AnalyticConfig(AttackConfig):
     top_k : int
         Number of neurons with the largest ``|dL/db[j]|`` to combine. With ``k > 1`` the
         input is the least-squares solution of ``dL/dW[j, :] = dL/db[j] * a`` over those
-        rows, ``a = sum_j db_j dW_j / sum_j db_j^2`` (equal to Phong et al. 2018's ratio for ``k =
-        1``).
+        rows, ``a = sum_j db_j dW_j / sum_j db_j^2`` (Phong et al. 2018's ratio for ``k = 1``).
     """
 
     top_k: int = 1
@@ -209,8 +208,7 @@ def recover_linear_input(
     layer: str | None = None,
     top_k: int = 1,
 ) -> LinearInputRecovery:
-    """Recover the single sample's input to a linear layer anywhere in ``model`` (Geiping et al.
-    2020 §3).
+    """Recover one sample's input to a linear layer anywhere in ``model`` (Geiping et al. 2020).
 
     Parameters
     ----------

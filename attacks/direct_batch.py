@@ -173,8 +173,7 @@ def invert_dense_batch(
     -------
     torch.Tensor
         ``(B, d)`` float64 estimates, row ``m`` for ``labels[m]``. Samples sharing a label get
-        the same row: their mean input, which is all eq. 6 determines (the mixing of Eloul et al.
-        2024).
+        the same row: their mean input, which is all eq. 6 determines (Eloul et al.'s mixing).
     """
     classes, inverse, counts = label_groups(labels)
     estimates, _ = invert_groups(
@@ -192,8 +191,7 @@ def invert_dense_batch(
 
 
 class DirectBatchAttack(Attack):
-    """Closed-form batch reconstruction for dense networks (Eloul et al. 2024, eq. 8, then chain
-    rule).
+    """Closed-form batch reconstruction for dense networks (Eloul et al. 2024, eq. 8; chain rule).
 
     Applies to an ``nn.Sequential`` chain of dense layers whose first ``nn.Linear`` takes the
     flattened input and whose last produces the logits with a bias: logistic regression

@@ -1,5 +1,6 @@
-"""Improved DLG (Zhao et al., "iDLG: Improved Deep Leakage from Gradients", 2020): labels first,
-then data.
+"""Improved DLG (Zhao et al., "iDLG: Improved Deep Leakage from Gradients", 2020).
+
+Labels first, then data.
 
 For softmax cross-entropy the logit gradient of one sample is negative exactly at its label,
 so the label is read off the last layer's gradient (:func:`~attacks.labels.idlg_label`);

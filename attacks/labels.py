@@ -1,5 +1,4 @@
-"""Label primitives on the last layer's gradient (iDLG, Zhao et al. 2020; batch counts after Eloul
-et al. 2024).
+"""Label primitives on the last layer's gradient (iDLG: Zhao et al. 2020; counts: Eloul et al.).
 
 :mod:`attacks.label_restoration` builds the batch restoration on them; attacks that recover
 inputs exactly take their labels from :mod:`attacks.input_labels`.

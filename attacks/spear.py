@@ -1,9 +1,9 @@
-"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer (Dimitrov et al.
-2024).
+"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer.
 
-Notation of Dimitrov et al. 2024 (columns are samples): the layer computes ``Z = W X + b`` with
-``X``
-(N x B), ``W`` (M x N), and ``Y = ReLU(Z)``. Its gradients are
+Dimitrov, Baader, Müller and Vechev, "SPEAR: Exact Gradient Inversion of Batches in Federated
+Learning", NeurIPS 2024 (arXiv 2403.03945). Their notation (columns are samples): the layer
+computes ``Z = W X + b`` with ``X`` (N x B), ``W`` (M x N), and ``Y = ReLU(Z)``. Its
+gradients are
 
     dL/dW = dL/dZ . X^T      (M x N, a product of M x B and B x N: rank B < min(N, M))
     dL/db = dL/dZ . 1        (M,)
@@ -15,25 +15,24 @@ inactive for sample ``i``. Treating the bias as the weight of a constant input,
 Derivation. Take the rank-B SVD ``A = U_B S_B V_B^T`` and split it as ``A = L R`` with
 ``L = U_B`` (M x B, orthonormal columns) and ``R = S_B V_B^T`` (B x (N+1)). ``dL/dZ`` and
 ``L`` span the same column space, so ``dL/dZ = L Q`` for one invertible B x B matrix ``Q``
-(unique under Dimitrov et al. 2024's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L``
-having
-full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the slides' ``X^T = Q^{-1} R``
-(in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of ``Q^{-1} R``).
+(unique under the paper's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L`` having
+full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the paper's
+``X^T = Q^{-1} R`` (in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of
+``Q^{-1} R``).
 
 Finding Q (:mod:`attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
 for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
 inactive for sample ``i`` (probability ~ 2^-(B-1) for uniform rows), the null space of that
-(B-1) x B submatrix is spanned by ``q_i`` (Dimitrov et al. 2024's theorem). Candidates whose ``L
-q`` has
+(B-1) x B submatrix is spanned by ``q_i`` (the paper's theorem). Candidates whose ``L q`` has
 at least B + 1 (and ``sparsity_threshold`` of the live) neurons exactly zero are refined,
 checked and deduplicated, until B independent directions are found or ``time_budget_s``
 has passed.
 
 Scale. Each direction is found up to a factor: ``Q = Q' diag(c)``. Then ``Q^{-1} R =
 diag(1/c) Q'^{-1} R``, whose last column must be all ones, so ``c`` is the last column of
-``Q'^{-1} R`` (the slides' "the gradient of the bias recovers the scale").
+``Q'^{-1} R`` ("the gradient of the bias recovers the scale").
 
-Beyond the slides (``2^-(B-1)`` makes B = 32 cost minutes and B = 50 out of reach): when the
+Beyond the paper (``2^-(B-1)`` makes B = 32 cost minutes and B = 50 out of reach): when the
 ReLU feeds an ``nn.Linear``, that layer's weight gradient spans the batch's activations, and
 inputs whose activations lie in that span are found by a cheap alternating iteration from
 random starts (:mod:`attacks.spear_dual`); their ReLU patterns are zero sets of columns.
@@ -42,12 +41,13 @@ from the columns already found, guided reweighted least-squares proposals comple
 random submatrices, and in every case the last one or two columns come from the known ones
 and ``R`` directly (the unknown inputs lie in a known one- or two-dimensional family, and
 their ReLU patterns ``W x + b <= 0`` give their zero rows). ``guided_starts=0`` and
-``input_starts=0`` leave Dimitrov et al. 2024's random submatrices alone to find all but the last
-two.
+``input_starts=0`` leave the paper's random submatrices alone to find all but the last two.
 
-When the columns cannot all be found, the failure names the assumption that broke (see
-:func:`_failure_reason`): a gradient too noisy for exact zeros, samples that leave fewer
-than B + 1 live neurons inactive, or just the time budget.
+When the columns cannot all be found, the failure names the assumption that broke
+(:func:`attacks.spear_search.failure_reason`): a gradient too noisy for exact zeros, samples
+that leave fewer than B + 1 live neurons inactive, or just the time budget. A sample whose
+inactive neurons are a subset of another's breaks the uniqueness of ``Q``: the recovered
+batch says so (:class:`attacks.spear_solve.BatchCheck`).
 
 Labels come from the recovered inputs (:func:`attacks.input_labels.labels_from_inputs`):
 the labels under which the batch reproduces the last layer's gradient.
@@ -93,8 +93,7 @@ class SpearConfig(AttackConfig):
         Random submatrices per device batch (at least 16: they come in groups sharing a base).
     sparsity_threshold : float
         Minimum fraction of the live neurons (those active for some sample) at which a
-        candidate column of ``dL/dZ`` must be exactly zero (Dimitrov et al. 2024's sparsity
-        filter), on
+        candidate column of ``dL/dZ`` must be exactly zero (the paper's sparsity filter), on
         top of the B + 1 zero rows a column needs to be checked at all. 0 keeps only that
         minimum: a randomly initialised network leaves ~0.3-0.5 of the live neurons inactive
         per sample, but a trained one as few as 0.13 (the mlp on digits after 12 rounds at
@@ -195,8 +194,7 @@ def _space_for(
 
 
 class SpearAttack(Attack):
-    """SPEAR (Dimitrov et al., NeurIPS 2024; Dimitrov et al. 2024): exact batch recovery, no
-    optimisation.
+    """SPEAR (Dimitrov et al., NeurIPS 2024): exact batch recovery, no optimisation.
 
     Applies to a single gradient (FedSGD, or FedAvg with one local step) of a model whose
     first layer is ``nn.Linear`` with bias on the flattened input, followed by ReLU, with

@@ -1,5 +1,4 @@
-"""SPEAR from the input side: candidate ReLU patterns computed from inputs (Dimitrov et al. 2024,
-extended).
+"""SPEAR from the input side: ReLU patterns computed from candidate inputs.
 
 The attacked layer ``Z = W X + b`` is known to the server, and ``[X | 1] = Q^{-1} R``: every
 input lies in the row space of ``R``, and its ReLU pattern ``W x + b <= 0`` is the zero set of
@@ -21,8 +20,9 @@ The second is this project's own addition to SPEAR (Dimitrov et al., "SPEAR: Exa
 Inversion of Batches in Federated Learning", NeurIPS 2024); SPEAR++ (Bakarsky, Dimitrov,
 Baader and Vechev, "SPEAR++: Scaling Gradient Inversion via Sparsely-Used Dictionary
 Learning", arXiv 2510.24200, 2025) reaches larger batches from the first layer alone by
-dictionary learning. Every pattern is accepted only through the first layer's zeros
-(:func:`attacks.spear_state.accept_patterns`).
+dictionary learning. A pattern becomes a column only through the first layer's zeros
+(:func:`attacks.spear_state.accept_patterns`), and B confirmed inputs become the batch only
+when the first layer's gradient agrees with them (:func:`assemble_inputs`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""SPEAR's primal candidates: null vectors of (B-1)-row submatrices of ``L`` (Dimitrov et al. 2024).
+"""SPEAR's primal candidates: null vectors of (B-1)-row submatrices of ``L``.
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B); see :mod:`attacks.spear_state`.
 
-1. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al. 2024). Rows are
-drawn
+1. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al., "SPEAR:
+   Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024). Rows are drawn
    uniformly, or, once columns are known, with weights learnt from them: inactivity is
    correlated across similar inputs, so rows inactive for known samples are likelier to be
    inactive for an unknown one too (:func:`row_weights`).
@@ -202,10 +202,9 @@ def consider(
 def row_weights(state: SearchState, rows: torch.Tensor) -> torch.Tensor:
     """Sampling weights of the rows, one pool per line ``(P, M')``.
 
-    Uniform (Dimitrov et al. 2024) and, once columns are known, the zero set of each known sample
-    and
-    ``pi^g`` for ``g`` in :data:`_SOFT_POWERS`, ``pi`` being the fraction of known samples
-    inactive at the row.
+    Uniform (Dimitrov et al. 2024) and, once columns are known, the zero set of each known
+    sample and ``pi^g`` for ``g`` in :data:`_SOFT_POWERS`, ``pi`` being the fraction of known
+    samples inactive at the row.
     """
     size, width = rows.shape
     pools = [torch.ones(size, dtype=rows.dtype, device=rows.device)]

@@ -1,13 +1,12 @@
-"""The search for the columns of ``Q`` behind :mod:`attacks.spear` (Dimitrov et al. 2024), bounded
-by time.
+"""The search for the columns of ``Q`` behind :mod:`attacks.spear`, bounded by time.
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B). Candidates come from four sources, all
 batched on the device:
 
 1. Inputs the next layer's activations confirm (:func:`attacks.spear_dual.input_patterns`),
    when the next layer is ``nn.Linear``: their ReLU patterns are zero sets of columns.
-2. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al. 2024), with rows
-drawn
+2. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al., "SPEAR:
+   Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024), with rows drawn
    uniformly or with weights learnt from the columns already found
    (:mod:`attacks.spear_sampling`).
 3. Guided proposals: reweighted least squares, every :data:`_GUIDED_PERIOD` random batches.

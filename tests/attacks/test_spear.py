@@ -279,9 +279,8 @@ def test_erroneous_noisy_gradient_names_the_broken_assumption() -> None:
 
 @pytest.mark.slow
 def test_batch_of_50_on_the_fcnn_is_exact_with_its_labels() -> None:
-    """SPEAR++'s regime (Bakarsky et al., arXiv 2510.24200): Dimitrov et al. 2024's sampling needs
-    ~2^49
-    submatrices here; the input-side search takes seconds."""
+    """SPEAR++'s regime (Bakarsky et al., arXiv 2510.24200): random submatrices would need
+    ~2^49 draws here; the input-side search takes seconds."""
     model = fcnn(1, torch.float64)
     x, y = digits(1, 50, torch.float64)
     result = SpearAttack(SpearConfig(time_budget_s=120.0)).reconstruct(
