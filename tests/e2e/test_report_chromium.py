@@ -30,7 +30,7 @@ SMALL_RUN = (
     "attack=analytic_ig",
     "attack.params.inverting_gradients.iterations=50",
 )
-RUN_NAME = "c2-r2"
+RUN_NAME = "c2-r2-analytic+inverting_gradients"  # attack=analytic_ig differs from the default
 OFFLINE_FLAGS = (
     "--headless",
     "--no-sandbox",
