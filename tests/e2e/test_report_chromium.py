@@ -138,7 +138,7 @@ def test_rendered_summary_box_carries_the_run_settings(
     assert facts["experiment"] == RUN_NAME and facts["data set"] == "digits"
     assert facts["model"] == "mlp (kaiming_uniform init)"  # the default mlp is He-initialised
     assert facts["training"] == "fedsgd: one gradient step per round"
-    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.1"
+    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.3"
     assert facts["clients x rounds"] == "2 x 2" and facts["seed"] == "0"
     assert facts["defenses"] == "none" and facts["epsilon"] == "- (no differential privacy)"
     assert re.fullmatch(
