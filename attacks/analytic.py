@@ -2,9 +2,10 @@
 
 For ``z = W a + b``, row ``j`` of ``dL/dW`` is ``dL/dz[j] * a`` and ``dL/db[j]`` is
 ``dL/dz[j]``, hence ``a = dL/dW[j, :] / dL/db[j]`` for any neuron with ``dL/db[j] != 0`` (an
-active neuron: after a ReLU, ``z[j] > 0``; seed 000, problem 1.2). Nothing in the identity
+active neuron: after a ReLU, ``z[j] > 0``; Phong et al. 2018). Nothing in the identity
 depends on where the layer sits: it recovers the input of *any* ``nn.Linear`` with bias,
-e.g. the features a conv stack hands to the classifier (seed 001, section 3). The identity
+e.g. the features a conv stack hands to the classifier (Geiping et al. 2020, section 3). The
+identity
 holds only for a single sample's gradient: with ``B > 1`` both sides are batch means and the
 ratio is a mixture of the batch's inputs.
 
@@ -31,14 +32,14 @@ from torch import nn
 
 from attacks.base import Attack, AttackConfig
 from attacks.fedavg import local_step_count
-from attacks.labels import infer_labels
+from attacks.input_labels import labels_from_inputs
 from attacks.losses import effective_batch_size
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
 
 
 class NoActiveNeuronError(ValueError):
-    """Every ``dL/db[j]`` is zero: seed 000's formula has no valid neuron ``j``."""
+    """Every ``dL/db[j]`` is zero: Phong et al. 2018's formula has no valid neuron ``j``."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class AnalyticConfig(AttackConfig):
     top_k : int
         Number of neurons with the largest ``|dL/db[j]|`` to combine. With ``k > 1`` the
         input is the least-squares solution of ``dL/dW[j, :] = dL/db[j] * a`` over those
-        rows, ``a = sum_j db_j dW_j / sum_j db_j^2`` (equal to seed 000's ratio for ``k = 1``).
+        rows, ``a = sum_j db_j dW_j / sum_j db_j^2`` (Phong et al. 2018's ratio for ``k = 1``).
     """
 
     top_k: int = 1
@@ -63,7 +64,7 @@ class AnalyticConfig(AttackConfig):
 def invert_linear_input(
     weight_grad: torch.Tensor, bias_grad: torch.Tensor, top_k: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recover a linear layer's input from its weight and bias gradients (seed 000).
+    """Recover a linear layer's input from its weight and bias gradients (Phong et al. 2018).
 
     Parameters
     ----------
@@ -84,7 +85,7 @@ def invert_linear_input(
     Raises
     ------
     NoActiveNeuronError
-        If ``dL/db`` is zero everywhere (no active neuron; seed 000's validity condition).
+        If ``dL/db`` is zero everywhere (no active neuron; Phong et al. 2018's validity condition).
     ValueError
         If the shapes do not fit together or ``top_k < 1``.
     """
@@ -102,7 +103,7 @@ def invert_linear_input(
     if chosen.numel() == 0:
         raise NoActiveNeuronError(
             "no active neuron: dL/db[j] = 0 for every j, so the formula "
-            "a = dL/dW[j,:] / dL/db[j] has no valid j (seed 000)"
+            "a = dL/dW[j,:] / dL/db[j] has no valid j (Phong et al. 2018)"
         )
     weights = db[chosen]
     features = (weights[:, None] * dw[chosen]).sum(dim=0) / weights.pow(2).sum()
@@ -207,7 +208,7 @@ def recover_linear_input(
     layer: str | None = None,
     top_k: int = 1,
 ) -> LinearInputRecovery:
-    """Recover the single sample's input to a linear layer anywhere in ``model`` (seed 001 §3).
+    """Recover one sample's input to a linear layer anywhere in ``model`` (Geiping et al. 2020).
 
     Parameters
     ----------
@@ -250,7 +251,7 @@ def recover_linear_input(
 
 
 class AnalyticAttack(Attack):
-    """Exact single-sample reconstruction through the first linear layer (seed 000).
+    """Exact single-sample reconstruction through the first linear layer (Phong et al. 2018).
 
     Applies to FedSGD updates (or FedAvg with one local step) of a batch of one, on a model
     whose first parametrised layer is an ``nn.Linear`` with bias taking the flattened input.
@@ -262,7 +263,7 @@ class AnalyticAttack(Attack):
     config_class = AnalyticConfig
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
-        """Return why seed 000's formula does not give the input here, or ``None``."""
+        """Return why Phong et al. 2018's formula does not give the input here, or ``None``."""
         found = first_linear_with_bias(model)
         if found is None:
             return "model has no nn.Linear layer with bias; the analytic attack needs dL/db1"
@@ -274,7 +275,7 @@ class AnalyticAttack(Attack):
         if not bool(torch.any(bias_grad != 0)):
             return (
                 f"no active neuron in layer {name!r}: dL/db1[j] = 0 for every j, so the "
-                "formula x = dL/dW1[j,:] / dL/db1[j] has no valid j (seed 000)"
+                "formula x = dL/dW1[j,:] / dL/db1[j] has no valid j (Phong et al. 2018)"
             )
         numel = math.prod(update.input_shape)
         if not is_first_layer(model, layer, numel):
@@ -293,7 +294,7 @@ class AnalyticAttack(Attack):
         device: torch.device,
         seed: int,
     ) -> Reconstruction:
-        """Recover the single input as ``dL/dW1[j, :] / dL/db1[j]`` (seed 000).
+        """Recover the single input as ``dL/dW1[j, :] / dL/db1[j]`` (Phong et al. 2018).
 
         ``device`` and ``seed`` are unused: the attack is closed-form and cheap on CPU.
 
@@ -311,8 +312,9 @@ class AnalyticAttack(Attack):
         inputs = recovery.features.reshape(1, *update.input_shape)
         if update.disclosed_labels is not None:
             labels = np.asarray(update.disclosed_labels, dtype=np.int64)
-        else:
-            labels = infer_labels(model, update)
+        else:  # the label under which the recovered input reproduces the update
+            param = next(model.parameters())
+            labels = labels_from_inputs(model, update, torch.from_numpy(inputs).to(param))[0]
         return Reconstruction(
             inputs=inputs,
             labels=labels,

@@ -1,4 +1,4 @@
-"""Direct inversion of a whole batch through dense layers (Eloul et al., seed 004, eq. 8).
+"""Direct inversion of a whole batch through dense layers (Eloul et al. 2024, eq. 8).
 
 For the dense layer feeding the softmax, ``o_j = sum_i w_ij x_i + b_j``, the mean batch
 gradients are (eqs. 6-7) ``dL/dw_j = (1/B) sum_m g_j^m x^m`` and ``dL/db_j = (1/B) sum_m g_j^m``
@@ -36,11 +36,15 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
-from attacks.labels import infer_labels
-from attacks.losses import observed_gradient, training_loss
+from attacks.input_labels import labels_from_inputs
+from attacks.label_restoration import infer_labels
+from attacks.logit_layer import invert_groups, label_groups, logit_gradients, solve_inputs
+from attacks.losses import observed_gradient
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
 
+_LABEL_ROUNDS = 3
+"""Most recoveries under labels derived from the previous recovery's inputs."""
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
 """Element-wise activations whose derivative is a function of their output."""
 
@@ -53,7 +57,7 @@ class DirectBatchConfig(AttackConfig):
     ----------
     refine_steps : int
         Fixed-point corrections of eq. 8 (recompute the logit gradients ``g^m`` at the current
-        estimates, re-solve eq. 6). ``0`` returns eq. 8 as printed in seed 004.
+        estimates, re-solve eq. 6). ``0`` returns eq. 8 as printed in Eloul et al. 2024.
     tolerance : float
         Stop refining once an iteration moves the estimates by less than this fraction of
         their norm.
@@ -133,43 +137,6 @@ def _activation_derivative(
     return active, reliable
 
 
-def _solve_inputs(
-    signals: torch.Tensor,
-    counts: torch.Tensor,
-    weight_grad: torch.Tensor,
-    rows: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Least-squares inputs ``a_k`` of eq. 6, ``sum_k n_k signals_k a_k^T = B dL/dW``.
-
-    ``rows`` selects the output units whose equations are used; all of them when fewer
-    than the number of unknown samples would remain.
-    """
-    batch = counts.sum()
-    system = (signals * counts[:, None]).T
-    target = batch * weight_grad
-    if rows is not None and int(rows.sum()) >= signals.shape[0]:
-        system, target = system[rows], target[rows]
-    return torch.linalg.pinv(system) @ target
-
-
-def logit_gradients(
-    features: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    labels: torch.Tensor,
-    loss: str,
-) -> torch.Tensor:
-    """Per-sample ``dl/do`` of the training loss at logits ``features W^T + b``, ``(K, C)``."""
-    logits = features @ weight.T
-    if bias is not None:
-        logits = logits + bias
-    logits = logits.detach().requires_grad_(True)
-    with torch.enable_grad():
-        total = training_loss(loss, logits, labels) * logits.shape[0]
-        (grad,) = torch.autograd.grad(total, logits)
-    return grad
-
-
 def invert_dense_batch(
     weight_grad: torch.Tensor,
     bias_grad: torch.Tensor,
@@ -181,7 +148,7 @@ def invert_dense_batch(
     refine_steps: int = 50,
     tolerance: float = 1e-10,
 ) -> torch.Tensor:
-    """Inputs of the dense layer feeding the softmax, one per label (seed 004, eq. 8).
+    """Inputs of the dense layer feeding the softmax, one per label (Eloul et al. 2024, eq. 8).
 
     Parameters
     ----------
@@ -206,10 +173,10 @@ def invert_dense_batch(
     -------
     torch.Tensor
         ``(B, d)`` float64 estimates, row ``m`` for ``labels[m]``. Samples sharing a label get
-        the same row: their mean input, which is all eq. 6 determines (the mixing of seed 004).
+        the same row: their mean input, which is all eq. 6 determines (Eloul et al.'s mixing).
     """
-    classes, inverse, counts = _label_groups(labels)
-    estimates, _ = _invert_groups(
+    classes, inverse, counts = label_groups(labels)
+    estimates, _ = invert_groups(
         weight_grad.double(),
         bias_grad.double(),
         classes,
@@ -223,54 +190,14 @@ def invert_dense_batch(
     return estimates[inverse]
 
 
-def _label_groups(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    classes, inverse, counts = torch.unique(labels.long(), return_inverse=True, return_counts=True)
-    return classes, inverse, counts.double()
-
-
-def _invert_groups(
-    weight_grad: torch.Tensor,
-    bias_grad: torch.Tensor,
-    classes: torch.Tensor,
-    counts: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    loss: str,
-    refine_steps: int,
-    tolerance: float,
-) -> tuple[torch.Tensor, int]:
-    """Eq. 8 per distinct class, then fixed-point refinement; returns ``(K, d)`` and steps."""
-    denominators = bias_grad[classes]
-    safe = torch.where(denominators != 0, denominators, torch.ones_like(denominators))
-    estimates = torch.where(
-        (denominators != 0)[:, None],
-        weight_grad[classes] / safe[:, None],
-        torch.zeros_like(weight_grad[classes]),
-    )
-    steps = 0
-    if weight is None:
-        return estimates, steps
-    for _ in range(refine_steps):
-        signals = logit_gradients(estimates, weight, bias, classes, loss)
-        updated = _solve_inputs(signals, counts, weight_grad)
-        if not bool(torch.isfinite(updated).all()):
-            break  # keep the last finite estimate
-        steps += 1
-        change = float((updated - estimates).norm()) / max(float(updated.norm()), 1e-300)
-        estimates = updated
-        if change <= tolerance:
-            break
-    return estimates, steps
-
-
 class DirectBatchAttack(Attack):
-    """Closed-form batch reconstruction for dense networks (seed 004, eq. 8, then chain rule).
+    """Closed-form batch reconstruction for dense networks (Eloul et al. 2024, eq. 8; chain rule).
 
     Applies to an ``nn.Sequential`` chain of dense layers whose first ``nn.Linear`` takes the
     flattened input and whose last produces the logits with a bias: logistic regression
     (eq. 8 directly), ``mlp`` and ``fcnn`` (eq. 8 on the logit layer, then back-propagated
     least squares, see the module docstring). Labels are disclosed or inferred from the
-    negative entries of the logit layer's bias gradient (seed 004 sec. 4.1, exact when the
+    negative entries of the logit layer's bias gradient (Eloul et al. 2024 sec. 4.1, exact when the
     labels are unique and ``C >> B``). A FedAvg pseudo-gradient is treated as one gradient.
     """
 
@@ -306,26 +233,51 @@ class DirectBatchAttack(Attack):
         device: torch.device,
         seed: int,
     ) -> Reconstruction:
-        """Recover every sample of the batch in closed form; ``seed`` is unused."""
-        cfg = self.config
-        assert isinstance(cfg, DirectBatchConfig)
+        """Recover every sample of the batch in closed form; ``seed`` is unused.
+
+        Without disclosed labels, the labels restored from the gradient start a short
+        alternation: the recovered inputs give labels of their own
+        (:func:`attacks.input_labels.labels_from_inputs`), and the batch is recovered again
+        under them until they agree, so exact inputs come with the labels they were
+        recovered under.
+        """
         chain = dense_chain(model)
         if isinstance(chain, str):
             raise ValueError(chain)
         if update.disclosed_labels is not None:
-            label_array = np.asarray(update.disclosed_labels, dtype=np.int64)
-        else:
-            label_array = infer_labels(model, update)
+            return self._recover(model, update, chain, np.asarray(update.disclosed_labels))
+        label_array = infer_labels(model, update)
+        for _ in range(_LABEL_ROUNDS):
+            result = self._recover(model, update, chain, label_array)
+            inputs = torch.from_numpy(result.inputs).to(next(model.parameters()))
+            derived = labels_from_inputs(model, update, inputs)[0]
+            if np.array_equal(derived, label_array):
+                break
+            label_array = derived
+        return result
+
+    def _recover(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        chain: list[DenseStage],
+        label_array: np.ndarray,
+    ) -> Reconstruction:
+        """Eq. 8 and the back-propagated least squares under ``label_array``."""
+        cfg = self.config
+        assert isinstance(cfg, DirectBatchConfig)
+        device = next(model.parameters()).device
+        label_array = label_array.astype(np.int64)
         names = [name for name, _ in model.named_parameters()]
         grads = dict(zip(names, observed_gradient(model, update), strict=True))
         eps = torch.finfo(next(model.parameters()).dtype).eps
 
-        classes, inverse, counts = _label_groups(torch.as_tensor(label_array, device=device))
+        classes, inverse, counts = label_groups(torch.as_tensor(label_array, device=device))
         counts = counts.to(device)
         last = chain[-1]
         weight = last.linear.weight.detach().double()
         bias = last.linear.bias.detach().double() if last.linear.bias is not None else None
-        features, steps = _invert_groups(
+        features, steps = invert_groups(
             grads[f"{last.name}.weight"].double(),
             grads[f"{last.name}.bias"].double(),
             classes,
@@ -341,7 +293,7 @@ class DirectBatchAttack(Attack):
         for stage, below in zip(reversed(chain[1:]), reversed(chain[:-1]), strict=True):
             derivative, rows = _activation_derivative(below.activation, features, eps)
             signals = (signals @ stage.linear.weight.detach().double()) * derivative
-            features = _solve_inputs(signals, counts, grads[f"{below.name}.weight"].double(), rows)
+            features = solve_inputs(signals, counts, grads[f"{below.name}.weight"].double(), rows)
 
         out_dtype = update.global_params[f"{chain[0].name}.weight"].dtype
         inputs = features[inverse].reshape(len(label_array), *update.input_shape)

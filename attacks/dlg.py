@@ -1,4 +1,4 @@
-"""Deep Leakage from Gradients (Zhu et al. 2019, as presented in seed 003).
+"""Deep Leakage from Gradients (Zhu et al., "Deep Leakage from Gradients", NeurIPS 2019).
 
 Find dummy data ``x'`` and dummy labels ``y'`` whose gradient matches the intercepted one,
 

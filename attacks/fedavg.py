@@ -1,4 +1,4 @@
-"""The client's local training as the server can simulate it (seed 001, eqs. 3-4).
+"""The client's local training as the server can simulate it (Geiping et al. 2020, eqs. 3-4).
 
 In FedAvg a client runs K local SGD steps ``theta_{k+1} = theta_k - lr * grad L(theta_k; batch_k)``
 and sends ``theta_K``. The server knows ``lr``, the batch size B, K (or the epochs E) and

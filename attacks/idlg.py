@@ -1,8 +1,11 @@
-"""Improved DLG (Zhao et al. 2020, as presented in seed 003): labels first, then data.
+"""Improved DLG (Zhao et al., "iDLG: Improved Deep Leakage from Gradients", 2020).
+
+Labels first, then data.
 
 For softmax cross-entropy the logit gradient of one sample is negative exactly at its label,
 so the label is read off the last layer's gradient (:func:`~attacks.labels.idlg_label`);
-a batch's labels come from :func:`~attacks.labels.infer_label_counts`. With the labels
+a batch's labels come from :func:`~attacks.label_restoration.restore_labels` (counts fitted
+to the last layer's gradient, after Ma et al., ICLR 2023). With the labels
 fixed, only the dummy data is optimised, by DLG's L2 gradient matching with L-BFGS
 (:func:`~attacks.dlg.match_gradients_lbfgs`: same normalisation, divergence guard and
 best-iterate bookkeeping). The label rule assumes cross-entropy; under the MSE loss the
@@ -25,7 +28,7 @@ from attacks.dlg import (
     statistics_prior,
     uniform_dummy,
 )
-from attacks.labels import infer_labels
+from attacks.label_restoration import infer_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
 

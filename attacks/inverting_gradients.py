@@ -1,4 +1,4 @@
-"""Inverting Gradients (Geiping et al. 2020, as re-implemented in seed 001, eq. 13).
+"""Inverting Gradients (Geiping et al., "Inverting Gradients", NeurIPS 2020, eq. 13).
 
 Find ``x in [0, 1]^n`` minimising
 ``1 - <u(x, y), u*> / (||u(x, y)|| ||u*||) + alpha * TV(x)``, where ``u*`` is the intercepted
@@ -7,8 +7,8 @@ gradient, step size divided by 10 at 3/8, 5/8 and 7/8 of the iterations, project
 box after every step, several random restarts keeping the one whose final gradient matches
 best (cosine term alone).
 
-FedSGD: ``u(x, y)`` is the batch gradient ``grad L(x, y)`` (seed 001, eq. 2). FedAvg with
-K > 1 local steps (Geiping et al.'s FedAvg attack, seed 001 eqs. 3-4): ``u(x, y)`` is the
+FedSGD: ``u(x, y)`` is the batch gradient ``grad L(x, y)`` (Geiping et al. 2020, eq. 2). FedAvg with
+K > 1 local steps (Geiping et al.'s FedAvg attack, Geiping et al. 2020 eqs. 3-4): ``u(x, y)`` is the
 weight difference ``(theta_0 - theta_K) / lr`` after simulating the client's K SGD steps on the
 unknown ``x`` with the server-known ``lr`` and batch size, unrolled so that the objective is
 differentiable in ``x`` (:mod:`attacks.fedavg` says which unknowns each step uses). Labels
@@ -108,7 +108,7 @@ def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
 def cosine_matching_loss(
     candidate: list[torch.Tensor], observed: list[torch.Tensor]
 ) -> torch.Tensor:
-    """``1 - cos(candidate, observed)`` over all parameters jointly (seed 001, eq. 13).
+    """``1 - cos(candidate, observed)`` over all parameters jointly (Geiping et al. 2020, eq. 13).
 
     Differentiable; evaluated as ``||u/|u| - v/|v|||^2 / 2`` (see :class:`CosineTarget`).
     """
@@ -242,7 +242,7 @@ def label_orders(labels: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
 
 
 class InvertingGradientsAttack(Attack):
-    """Optimisation-based reconstruction by cosine update matching (seed 001, eq. 13)."""
+    """Optimisation-based reconstruction by cosine update matching (Geiping et al. 2020, eq. 13)."""
 
     name = "inverting_gradients"
     config_class = InvertingGradientsConfig

@@ -1,7 +1,10 @@
-"""Label inference from the last layer's gradient (iDLG, seed 003; batch counts after seed 004).
+"""Label primitives on the last layer's gradient (iDLG: Zhao et al. 2020; counts: Eloul et al.).
+
+:mod:`attacks.label_restoration` builds the batch restoration on them; attacks that recover
+inputs exactly take their labels from :mod:`attacks.input_labels`.
 
 For softmax cross-entropy, the gradient w.r.t. logit ``i`` of one sample with label ``c`` is
-``g_i = p_i - [i == c]``: negative exactly at the true class (seed 003). The last layer's
+``g_i = p_i - [i == c]``: negative exactly at the true class (Zhao et al. 2020). The last layer's
 bias gradient is ``g`` itself; its weight-gradient row ``i`` is ``g_i * a`` with ``a`` the
 penultimate activations, so the row sums ``g_i * sum(a)`` keep the sign of ``g_i`` whenever
 ``a >= 0`` (after ReLU or sigmoid; not after tanh or a plain linear layer).
@@ -14,9 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-
-from attacks.losses import effective_batch_size, observed_gradient
-from attacks.types import InterceptedUpdate
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def class_gradient(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None) ->
     """Per-class gradient signal: the bias gradient, else the weight-gradient row sums.
 
     The bias gradient is the mean logit gradient for any activation; the row sums carry
-    its sign only when the penultimate activations are non-negative (seed 003).
+    its sign only when the penultimate activations are non-negative (Zhao et al. 2020).
     """
     if bias_grad is not None:
         return bias_grad.detach().double().cpu()
@@ -70,7 +70,7 @@ def class_gradient(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None) ->
 
 
 def idlg_label(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None = None) -> int:
-    """iDLG label of a single sample (seed 003): the class whose gradient is negative.
+    """iDLG label of a single sample (Zhao et al. 2020): the class whose gradient is negative.
 
     Parameters
     ----------
@@ -97,7 +97,7 @@ def infer_label_counts(
     ``g_i = (sum_b p_bi - n_i) / B`` where ``n_i`` counts class ``i`` in the batch. So
 
     1. a class with ``g_i < 0`` is present (``n_i > sum_b p_bi >= 0``; exact);
-    2. assuming near-uniform predictions ``p_bi ~ 1/C`` (an untrained model, seed 004
+    2. assuming near-uniform predictions ``p_bi ~ 1/C`` (an untrained model, Eloul et al. 2024
        sec. 3), ``n_i ~ B/C - B g_i``.
 
     Every class of step 1 gets one label; the remaining labels go one at a time to the
@@ -106,7 +106,7 @@ def infer_label_counts(
     negative part equals its uniform-prediction value ``k/C - 1`` (``k`` negative classes).
 
     Limits: confident (trained) models break the uniform-prediction estimate; MSE loss
-    does not give the sign property (seed 004); a FedAvg pseudo-gradient (sum of K steps)
+    does not give the sign property (Eloul et al. 2024); a FedAvg pseudo-gradient (sum of K steps)
     is treated as one gradient. Returns the labels in class order, not batch order.
 
     Parameters
@@ -143,28 +143,3 @@ def infer_label_counts(
         counts[best] += 1
         residual[best] -= 1.0
     return np.repeat(np.arange(num_classes, dtype=np.int64), counts)
-
-
-def infer_labels(model: nn.Module, update: InterceptedUpdate) -> np.ndarray:
-    """Labels of the intercepted batch: iDLG for ``B = 1``, :func:`infer_label_counts` beyond.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The global model (only its parameter names and shapes are used).
-    update : InterceptedUpdate
-        The intercepted update; its pseudo-gradient supplies the last-layer gradient.
-
-    Returns
-    -------
-    np.ndarray
-        ``int64`` labels of length :func:`~attacks.losses.effective_batch_size`.
-    """
-    layer = find_last_layer(model, update.num_classes)
-    grads = observed_gradient(model, update)
-    weight_grad = grads[layer.weight_index]
-    bias_grad = None if layer.bias_index is None else grads[layer.bias_index]
-    batch_size = effective_batch_size(update)
-    if batch_size == 1:
-        return np.array([idlg_label(weight_grad, bias_grad)], dtype=np.int64)
-    return infer_label_counts(weight_grad, bias_grad, batch_size)

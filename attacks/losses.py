@@ -1,7 +1,8 @@
 """Training losses and gradients as the client computes them, and the gradient the server observes.
 
 The attacks re-run the client's objective on candidate inputs, so the loss here must be the
-one the clients train with: the mean over the batch of a per-sample loss (seed 001, eq. 2).
+one the clients train with: the mean over the batch of a per-sample loss (Geiping et al. 2020, eq.
+2).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def training_loss(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torc
     Parameters
     ----------
     name : {"cross_entropy", "mse"}
-        ``cross_entropy``: softmax cross-entropy (seed 003's iDLG derivation assumes it).
+        ``cross_entropy``: softmax cross-entropy (Zhao et al. 2020's iDLG derivation assumes it).
         ``mse``: squared error between ``softmax(logits)`` and the one-hot (or soft) labels,
-        summed over classes -- seed 004's gradient-mixing defense, ``sum_k (y_k - p_k)^2``.
+        summed over classes -- Eloul et al. 2024's gradient-mixing defense, ``sum_k (y_k - p_k)^2``.
     logits : torch.Tensor
         Model outputs, shape ``(B, C)``.
     labels : torch.Tensor
@@ -107,7 +108,7 @@ def model_gradient(
         Integer ``(B,)`` or soft ``(B, C)`` labels.
     create_graph : bool
         Keep the graph so the result can be differentiated again (double backprop, needed
-        to optimise inputs against a gradient-matching loss, seed 001 eq. 13).
+        to optimise inputs against a gradient-matching loss, Geiping et al. 2020 eq. 13).
 
     Returns
     -------
@@ -124,7 +125,8 @@ def observed_gradient(model: nn.Module, update: InterceptedUpdate) -> list[torch
     """The intercepted pseudo-gradient, aligned with ``model.named_parameters()``.
 
     Each tensor is moved to its parameter's device and dtype. In FedSGD mode this is the
-    client's batch gradient exactly (seed 001, eq. 2); in FedAvg mode it is the sum of the
+    client's batch gradient exactly (Geiping et al. 2020, eq. 2); in FedAvg mode it is the sum of
+    the
     K local gradients, which attacks in this package treat as one gradient.
 
     Raises

@@ -1,7 +1,9 @@
-"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer (seed 002).
+"""SPEAR: exact recovery of a whole batch through a first Linear + ReLU layer.
 
-Notation of seed 002 (columns are samples): the layer computes ``Z = W X + b`` with ``X``
-(N x B), ``W`` (M x N), and ``Y = ReLU(Z)``. Its gradients are
+Dimitrov, Baader, Müller and Vechev, "SPEAR: Exact Gradient Inversion of Batches in Federated
+Learning", NeurIPS 2024 (arXiv 2403.03945). Their notation (columns are samples): the layer
+computes ``Z = W X + b`` with ``X`` (N x B), ``W`` (M x N), and ``Y = ReLU(Z)``. Its
+gradients are
 
     dL/dW = dL/dZ . X^T      (M x N, a product of M x B and B x N: rank B < min(N, M))
     dL/db = dL/dZ . 1        (M,)
@@ -13,33 +15,48 @@ inactive for sample ``i``. Treating the bias as the weight of a constant input,
 Derivation. Take the rank-B SVD ``A = U_B S_B V_B^T`` and split it as ``A = L R`` with
 ``L = U_B`` (M x B, orthonormal columns) and ``R = S_B V_B^T`` (B x (N+1)). ``dL/dZ`` and
 ``L`` span the same column space, so ``dL/dZ = L Q`` for one invertible B x B matrix ``Q``
-(unique under seed 002's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L`` having
-full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the slides' ``X^T = Q^{-1} R``
-(in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of ``Q^{-1} R``).
+(unique under the paper's mild conditions). Then ``L Q [X^T | 1] = L R`` and, ``L`` having
+full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the paper's
+``X^T = Q^{-1} R`` (in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of
+``Q^{-1} R``).
 
 Finding Q (:mod:`attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
 for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
 inactive for sample ``i`` (probability ~ 2^-(B-1) for uniform rows), the null space of that
-(B-1) x B submatrix is spanned by ``q_i`` (seed 002's theorem). Candidates whose ``L q`` has
-at least ``sparsity_threshold`` of the live neurons exactly zero are refined, checked and
-deduplicated, until B independent directions are found.
+(B-1) x B submatrix is spanned by ``q_i`` (the paper's theorem). Candidates whose ``L q`` has
+at least B + 1 (and ``sparsity_threshold`` of the live) neurons exactly zero are refined,
+checked and deduplicated, until B independent directions are found or ``time_budget_s``
+has passed.
 
 Scale. Each direction is found up to a factor: ``Q = Q' diag(c)``. Then ``Q^{-1} R =
 diag(1/c) Q'^{-1} R``, whose last column must be all ones, so ``c`` is the last column of
-``Q'^{-1} R`` (the slides' "the gradient of the bias recovers the scale").
+``Q'^{-1} R`` ("the gradient of the bias recovers the scale").
 
-Beyond the slides, to keep B = 20 tractable on a CPU (inactive fractions near 0.4 on digits
-make uniform sampling need ~1e7 submatrices): rows are drawn with weights learnt from the
-columns already found, guided reweighted least-squares proposals complement the random
-submatrices, and the last one or two columns come from the known ones and ``R`` directly
-(the unknown inputs lie in a known one- or two-dimensional family, and their ReLU
-patterns ``W x + b <= 0`` give their zero rows). ``guided_starts=0`` leaves seed 002's
-random submatrices alone to find all but the last two columns.
+Beyond the paper (``2^-(B-1)`` makes B = 32 cost minutes and B = 50 out of reach): when the
+ReLU feeds an ``nn.Linear``, that layer's weight gradient spans the batch's activations, and
+inputs whose activations lie in that span are found by a cheap alternating iteration from
+random starts (:mod:`attacks.spear_dual`); their ReLU patterns are zero sets of columns.
+B = 50 on the 6-layer fcnn then takes seconds. Otherwise rows are drawn with weights learnt
+from the columns already found, guided reweighted least-squares proposals complement the
+random submatrices, and in every case the last one or two columns come from the known ones
+and ``R`` directly (the unknown inputs lie in a known one- or two-dimensional family, and
+their ReLU patterns ``W x + b <= 0`` give their zero rows). ``guided_starts=0`` and
+``input_starts=0`` leave the paper's random submatrices alone to find all but the last two.
+
+When the columns cannot all be found, the failure names the assumption that broke
+(:func:`attacks.spear_search.failure_reason`): a gradient too noisy for exact zeros, samples
+that leave fewer than B + 1 live neurons inactive, or just the time budget. A sample whose
+inactive neurons are a subset of another's breaks the uniqueness of ``Q``: the recovered
+batch says so (:class:`attacks.spear_solve.BatchCheck`).
+
+Labels come from the recovered inputs (:func:`attacks.input_labels.labels_from_inputs`):
+the labels under which the batch reproduces the last layer's gradient.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,22 +64,19 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, AttackConfig
-from attacks.labels import infer_labels
+from attacks.input_labels import labels_from_inputs
 from attacks.losses import effective_batch_size
 from attacks.registry import register_attack
-from attacks.spear_search import DualData, spear_search
+from attacks.spear_dual import ActivationSpace, activation_space
+from attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
+from attacks.spear_solve import BatchCheck, LayerFactors, check_batch, factorise, from_columns
+from attacks.spear_state import DualData, SearchState
 from attacks.types import InterceptedUpdate, Reconstruction
 
-_NOISE_FACTOR = 3.0
-"""Zero tolerance in units of the noise of one row of ``L``: ``s_(B+1) / (s_B sqrt(M'))``."""
-_TOL_FLOOR = 1e-7
-"""Smallest zero tolerance relative to a typical row of ``L``: eigh on Gram matrices is
-exact to ~1e-8 here, and a ReLU-active entry falls below it with probability ~1e-7."""
-_LIVE_FACTOR = 10.0
-"""Rows of ``L`` shorter than this many tolerances cannot tell zero from nonzero."""
-_REPRODUCE_FACTOR = 100.0
-"""The recovered batch reproduces ``A`` when its residual is within this many times the
-part of ``A`` beyond rank B (or 1e-6)."""
+_HOPELESS = 5e-2
+"""``s_(B+1) / s_B`` beyond which the search is not started: measured on float32 fcnn
+updates, B = 40 at 1.8e-2 still comes out (53 dB), B = 50 at 1.4e-2 no longer does, and
+local DP noise puts the ratio near 1."""
 
 
 @dataclass(frozen=True)
@@ -71,35 +85,47 @@ class SpearConfig(AttackConfig):
 
     Attributes
     ----------
-    max_samples : int
-        Most (B-1)-row submatrices of ``L`` to try before giving up.
+    time_budget_s : float
+        Seconds the column search may take before giving up (it finishes the batch it is
+        on). A search that succeeds is over long before: B=50 on the 6-layer fcnn takes
+        seconds with the input-side search (``benchmarks/spear.py``).
     batch_chunk : int
-        Submatrices per device batch (at least 16: they come in groups sharing a base).
+        Random submatrices per device batch (at least 16: they come in groups sharing a base).
     sparsity_threshold : float
         Minimum fraction of the live neurons (those active for some sample) at which a
-        candidate column of ``dL/dZ`` must be exactly zero (seed 002's sparsity filter);
-        ReLU makes it ~0.3-0.5 for a genuine column.
+        candidate column of ``dL/dZ`` must be exactly zero (the paper's sparsity filter), on
+        top of the B + 1 zero rows a column needs to be checked at all. 0 keeps only that
+        minimum: a randomly initialised network leaves ~0.3-0.5 of the live neurons inactive
+        per sample, but a trained one as few as 0.13 (the mlp on digits after 12 rounds at
+        lr 0.5), which a threshold calibrated on random networks rejects.
     guided_starts : int
         Reweighted least-squares proposals per guided round; 0 keeps to random submatrices.
+    input_starts : int
+        Random starts per round of the input-side search (``attacks.spear_dual``), used when
+        the layer after the ReLU is ``nn.Linear``; 0 switches it off.
 
-    The search is seeded by ``reconstruct``'s ``seed`` (random rows, guided starts).
+    The search is seeded by ``reconstruct``'s ``seed`` (random rows, guided and input starts).
     """
 
-    max_samples: int = 4_000_000
+    time_budget_s: float = 30.0
     batch_chunk: int = 8192
-    sparsity_threshold: float = 0.2
+    sparsity_threshold: float = 0.0
     guided_starts: int = 256
+    input_starts: int = 256
 
     def __post_init__(self) -> None:
-        if self.max_samples < 1 or self.batch_chunk < 16:
+        if not self.time_budget_s > 0 or self.batch_chunk < 16:
             raise ValueError(
-                "max_samples must be >= 1 and batch_chunk >= 16, got "
-                f"max_samples={self.max_samples}, batch_chunk={self.batch_chunk}"
+                "time_budget_s must be > 0 and batch_chunk >= 16, got "
+                f"time_budget_s={self.time_budget_s}, batch_chunk={self.batch_chunk}"
             )
-        if not 0.0 < self.sparsity_threshold < 1.0:
-            raise ValueError(f"sparsity_threshold must be in (0, 1), got {self.sparsity_threshold}")
-        if self.guided_starts < 0:
-            raise ValueError(f"guided_starts must be >= 0, got {self.guided_starts}")
+        if not 0.0 <= self.sparsity_threshold < 1.0:
+            raise ValueError(f"sparsity_threshold must be in [0, 1), got {self.sparsity_threshold}")
+        if self.guided_starts < 0 or self.input_starts < 0:
+            raise ValueError(
+                "guided_starts and input_starts must be >= 0, got "
+                f"guided_starts={self.guided_starts}, input_starts={self.input_starts}"
+            )
 
 
 def relu_input_layer(model: nn.Module, input_numel: int) -> tuple[str, nn.Linear] | str:
@@ -135,12 +161,40 @@ def relu_input_layer(model: nn.Module, input_numel: int) -> tuple[str, nn.Linear
     return "the model has no parametrised layer"
 
 
+def following_linear(model: nn.Module, layer: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The ``nn.Linear`` that takes ``layer``'s ReLU output directly, if there is one."""
+    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    for index, (_, module) in enumerate(leaves[:-2]):
+        if module is layer:
+            name, after = leaves[index + 2]
+            fits = isinstance(after, nn.Linear) and after.in_features == layer.out_features
+            return (name, after) if fits and isinstance(leaves[index + 1][1], nn.ReLU) else None
+    return None
+
+
 def _prefixed(prefix: str, leaf: str) -> str:
     return f"{prefix}.{leaf}" if prefix else leaf
 
 
+def _space_for(
+    model: nn.Module, update: InterceptedUpdate, layer: nn.Linear, factors: LayerFactors
+) -> ActivationSpace | str:
+    """The input-side view of the layer, or why the next layer cannot provide one."""
+    found = following_linear(model, layer)
+    if found is None:
+        return "the ReLU does not feed an nn.Linear"
+    grad = update.pseudo_gradient()[_prefixed(found[0], "weight")]
+    dtype, device = factors.grad.dtype, factors.grad.device
+    return activation_space(
+        (layer.weight.detach().to(device, dtype), layer.bias.detach().to(device, dtype)),
+        (factors.sing[: factors.basis.shape[1]], factors.unit_right),
+        grad.to(device, dtype),
+        factors.live,
+    )
+
+
 class SpearAttack(Attack):
-    """SPEAR (Dimitrov et al., NeurIPS 2024; seed 002): exact batch recovery, no optimisation.
+    """SPEAR (Dimitrov et al., NeurIPS 2024): exact batch recovery, no optimisation.
 
     Applies to a single gradient (FedSGD, or FedAvg with one local step) of a model whose
     first layer is ``nn.Linear`` with bias on the flattened input, followed by ReLU, with
@@ -175,8 +229,8 @@ class SpearAttack(Attack):
         if batch >= min(layer.in_features, layer.out_features):
             return (
                 f"batch size {batch} >= min(N, M) = min({layer.in_features}, "
-                f"{layer.out_features}) of layer {name!r}: dL/dW is not low-rank (seed 002 "
-                "needs B < min(N, M))"
+                f"{layer.out_features}) of layer {name!r}: dL/dW is not low-rank "
+                "(Dimitrov et al. 2024 need B < min(N, M))"
             )
         return None
 
@@ -194,87 +248,117 @@ class SpearAttack(Attack):
         ------
         ValueError
             If the layer does not qualify, the gradient's rank is below B, or fewer than B
-            directions were found within ``max_samples`` submatrices.
+            directions were found within ``time_budget_s`` (the message says why).
         """
-        assert isinstance(self.config, SpearConfig)
+        config = self.config
+        assert isinstance(config, SpearConfig)
+        start = time.monotonic()
         found = relu_input_layer(model, math.prod(update.input_shape))
         if isinstance(found, str):
             raise ValueError(found)
         name, layer = found
         batch = effective_batch_size(update)
-        f64 = torch.float64
         pseudo = update.pseudo_gradient()
         grad = torch.cat(
             [pseudo[_prefixed(name, "weight")], pseudo[_prefixed(name, "bias")][:, None]], dim=1
-        ).to(device=device, dtype=f64)
-        weight = layer.weight.detach().to(device=device, dtype=f64)
-        bias = layer.bias.detach().to(device=device, dtype=f64)
+        ).to(device=device, dtype=torch.float64)
+        factors = factorise(grad, batch, name)
+        size = int(factors.live.sum())
+        min_zeros = max(batch + 1, math.ceil(config.sparsity_threshold * size))
+        facts = SearchFacts(batch, factors.basis.shape[0], size, factors.noise, min_zeros)
+        if factors.noise > _HOPELESS:  # no exact zeros to find: do not spend the budget
+            raise ValueError(failure_reason(SearchState(), facts, 0.0, None))
+        full = DualData(
+            factors.right,
+            layer.weight.detach().to(device=device, dtype=torch.float64),
+            layer.bias.detach().to(device=device, dtype=torch.float64),
+            factors.grad,
+        )
+        state = self._search(model, update, (layer, full), factors, facts, seed)
+        if len(state.q) < batch and state.assembled is None:
+            space = _space_for(model, update, layer, factors)
+            why_not = space if isinstance(space, str) and config.input_starts else None
+            raise ValueError(failure_reason(state, facts, time.monotonic() - start, why_not))
+        stacked = state.assembled
+        if stacked is None:
+            stacked = from_columns(factors.basis[factors.live], state, factors.right)
+        check = check_batch(factors, stacked, full)
+        return self._result(model, update, stacked[:, :-1], check, factors, state)
 
-        left, sing, right_t = torch.linalg.svd(grad, full_matrices=False)
-        if float(sing[batch - 1]) <= 1e-12 * float(sing[0]):
-            raise ValueError(f"[dL/dW | dL/db] of layer {name!r} has rank < B = {batch}")
-        basis, right = left[:, :batch], sing[:batch, None] * right_t[:batch]
-        # The gradient's noise perturbs every row of U_B alike, whatever its norm: zeros are
-        # judged on unnormalised rows against an absolute tolerance.
-        nonzero = grad.abs().amax(dim=1) > 0
-        size = int(nonzero.sum())
-        noise = float(sing[batch] / sing[batch - 1]) if batch < sing.numel() else 0.0
-        tol = max(_TOL_FLOOR * math.sqrt(batch / size), _NOISE_FACTOR * noise / math.sqrt(size))
-        live = nonzero & (basis.norm(dim=1) > _LIVE_FACTOR * tol)
-        rows = basis[live]
-
+    def _search(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        layer: tuple[nn.Linear, DualData],
+        factors: LayerFactors,
+        facts: SearchFacts,
+        seed: int,
+    ) -> SearchState:
+        """Run :func:`attacks.spear_search.spear_search` within the time budget."""
         config = self.config
-        state = spear_search(
-            rows,
-            DualData(right, weight[live], bias[live]),
-            tol=tol,
-            min_zeros=max(batch + 1, math.ceil(config.sparsity_threshold * rows.shape[0])),
-            max_samples=config.max_samples,
-            batch_chunk=config.batch_chunk,
-            guided_starts=config.guided_starts,
-            gen=torch.Generator(device=device).manual_seed(seed),
+        assert isinstance(config, SpearConfig)
+        module, full = layer
+        space = _space_for(model, update, module, factors) if config.input_starts else None
+        live = factors.live
+        budget = SearchBudget(
+            time.monotonic() + config.time_budget_s,
+            config.batch_chunk,
+            config.guided_starts,
+            config.input_starts,
         )
-        if len(state.q) < batch:
-            raise ValueError(
-                f"found {len(state.q)} of {batch} columns of Q after {state.sampled} "
-                "submatrices; raise max_samples or lower sparsity_threshold"
-            )
-        # polish each direction by an SVD of its zero rows (the search used Gram matrices)
-        directions = torch.stack(
-            [torch.linalg.svd(rows[z], full_matrices=False)[2][-1] for z in state.zeros] or state.q,
-            dim=1,
+        return spear_search(
+            factors.basis[live],
+            DualData(full.right, full.weight[live], full.bias[live], full.grad[live]),
+            space if isinstance(space, ActivationSpace) else None,
+            tol=factors.tol,
+            min_zeros=facts.min_zeros,
+            budget=budget,
+            gen=torch.Generator(device=factors.grad.device).manual_seed(seed),
         )
-        factors = torch.linalg.solve(directions, right)  # Q'^{-1} R = diag(c) [X | 1]
-        scale = factors[:, -1]
-        inputs = factors[:, :-1] / scale[:, None]
-        dz = basis @ directions * scale  # dL/dZ, M x B
 
-        # Does the batch reproduce A? dL/dZ must vanish where the recovered inputs leave a
-        # neuron inactive: mask it with their ReLU pattern before rebuilding A.
-        active = (inputs @ weight.T + bias).T > 0
-        ones = torch.ones(batch, 1, dtype=f64, device=device)
-        rebuilt = (dz * active) @ torch.cat([inputs, ones], dim=1)
-        residual = float((rebuilt - grad).norm() / grad.norm())
-        beyond_rank = float(sing[batch:].norm() / sing.norm())
-        zero = (basis @ directions).abs() <= tol
-        agreement = (zero != active)[live].to(f64).mean(dim=0)
+    def _result(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        inputs: torch.Tensor,
+        check: BatchCheck,
+        factors: LayerFactors,
+        state: SearchState,
+    ) -> Reconstruction:
+        """Labels (disclosed, else derived from the inputs) and the recorded details.
 
+        A sample the first layer leaves undetermined gets confidence 0 unless the next
+        layer's activations fixed it (``state.assembled``).
+        """
+        batch = inputs.shape[0]
+        dtype = next(model.parameters()).dtype
+        shaped = inputs.reshape(batch, *update.input_shape)
+        details: dict[str, float | int | str] = {}
         if update.disclosed_labels is not None:
             labels = np.asarray(update.disclosed_labels, dtype=np.int64)
         else:
-            labels = infer_labels(model, update)
-        dtype = update.global_params[_prefixed(name, "weight")].dtype
+            labels, _, details["label_residual"] = labels_from_inputs(
+                model, update, shaped.to(dtype)
+            )
+        confidence = check.agreement
+        if state.assembled is None:
+            confidence = torch.where(check.undetermined, 0.0, confidence)
+        out_dtype = update.global_params[_prefixed(factors.layer, "weight")].dtype
         return Reconstruction(
-            inputs=inputs.reshape(batch, *update.input_shape).cpu().numpy().astype(dtype),
+            inputs=shaped.cpu().numpy().astype(out_dtype),
             labels=labels,
-            confidence=agreement.cpu().numpy(),
+            confidence=confidence.cpu().numpy(),
             iterations=0,
             details={
-                "layer": name,
-                "gradient_residual": residual,
-                "reproduces": int(residual <= max(1e-6, _REPRODUCE_FACTOR * beyond_rank)),
+                "layer": factors.layer,
+                "gradient_residual": check.residual,
+                "reproduces": int(check.reproduces),
+                "undetermined": int(check.undetermined.sum()),
+                "assembled": int(state.assembled is not None),
                 "candidates_sampled": state.sampled,
                 "candidates_kept": state.kept,
+                "input_starts": state.input_starts,
+                **details,
             },
         )
 

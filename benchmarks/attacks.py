@@ -86,7 +86,7 @@ class Case:
 
 
 CASES: tuple[Case, ...] = (
-    Case("mlp", "digits", 1),  # seed 000's network: the analytic attack is exact
+    Case("mlp", "digits", 1),  # Phong et al. 2018's network: the analytic attack is exact
     Case("cnn", "digits", 1),  # the first Linear sits after two convs: features only
     Case("lenet", "digits", 1),  # DLG's LeNet (sigmoid)
     Case("lenet", "lfw", 1),

@@ -1,8 +1,9 @@
 """Local training of one client: FedSGD (one step, one batch) or FedAvg (K steps / E epochs).
 
 Plain SGD without momentum or weight decay, so that for FedSGD
-``client = global - lr * grad`` exactly (seed 001, eq. 2) and for FedAvg each local step is
-seed 001's eq. 3.
+``client = global - lr * grad`` exactly (Geiping et al. 2020, eq. 2) and for FedAvg each local step
+is
+Geiping et al. 2020's eq. 3.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def batch_schedule(
 
     FedSGD: one batch of ``batch_size`` drawn without replacement. FedAvg: ``local_steps``
     batches when set, otherwise ``local_epochs`` shuffled passes over the partition.
-    ``batch_labels="equal"`` draws every batch from a single label (seed 004, section 3:
+    ``batch_labels="equal"`` draws every batch from a single label (Eloul et al. 2024, section 3:
     equal labels mix the per-sample gradients of the dense layer); an epoch then visits each
     label's samples in batches of that label only.
     """

@@ -12,7 +12,7 @@ import numpy as np
 def prune_smallest(delta: np.ndarray, fraction: float) -> np.ndarray:
     """Top-k sparsification: zero the ``fraction`` of entries of smallest magnitude.
 
-    Gradient pruning as in DLG's defense section (seed 003, "defenses: pruning"): per tensor,
+    Gradient pruning as in DLG's defense section (Zhu et al. 2019, "defenses: pruning"): per tensor,
     the ``ceil(fraction * n)`` entries with the smallest ``|delta|`` become 0 and the rest
     (the top ``k = n - ceil(fraction * n)``) are kept exactly. Ties are broken by position,
     so exactly that many entries are zeroed.

@@ -328,5 +328,6 @@ class AttackPipeline:
                 done, left = seen - first, self.pending
                 on_progress(DrainProgress(done, left, now - last_result, now - start))
                 last_report = now
-        self._record(self.pool.drain(max(0.0, deadline - time.monotonic())))
+        remaining = max(0.0, deadline - time.monotonic())
+        self._record(self.pool.drain(remaining, deadline_s=timeout_s))
         self.pool.shutdown()

@@ -89,7 +89,8 @@ class FederationConfig:
     local_steps: int | None = None
     loss: str = "cross_entropy"
     batch_labels: str = "random"
-    """``random`` batches, or ``equal``: every batch drawn from one label (seed 004's mixing)."""
+    """``random`` batches, or ``equal``: every batch drawn from one label (Eloul et al. 2024's
+    mixing)."""
     fraction_train: float = 1.0
     partitioner: str = "iid"
     alpha: float = 0.5
@@ -173,7 +174,7 @@ class DefenseConfig:
     """Client-side defenses, combinable (``defense=[dp,prune]``); each has an ``enabled`` flag.
 
     They act on the update ``client - global`` in a fixed order: prune, dp, quantize (then
-    secagg masks what is left). Gradient mixing (seed 004) is a training recipe:
+    secagg masks what is left). Gradient mixing (Eloul et al. 2024) is a training recipe:
     ``defense=mse_loss`` sets ``federation.loss=mse``, ``defense=equal_labels`` sets
     ``federation.batch_labels=equal``.
     """

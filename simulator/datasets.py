@@ -5,7 +5,7 @@ shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no netw
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
-  of Eloul et al., seed 004); the first 100 are faces (label 1), the last 100 non-faces cut
+  of Eloul et al., Eloul et al. 2024); the first 100 are faces (label 1), the last 100 non-faces cut
   from the backgrounds of the same photos (label 0).
 
 - ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos

@@ -6,7 +6,8 @@ Inputs are batches in the data's ``[0, 1]`` range, shaped ``(B, C, H, W)`` for i
 order, so :func:`compute_leakage` first pairs them with true samples by a Hungarian assignment
 on pairwise MSE (:func:`match_samples`).
 
-AVD is the absolute variation distance of Eloul et al. (seed 004, eq. 13); a sample counts as
+AVD is the absolute variation distance of Eloul et al. (Eloul et al. 2024, eq. 13); a sample counts
+as
 recovered when its normalised AVD is below 0.6 (digits start to emerge) or, loosely, below 0.8
 (beyond which nothing is visible to a human), the paper's two thresholds (sec. 4.2).
 """
@@ -37,9 +38,9 @@ __all__ = [
 ]
 
 AVD_THRESHOLD = 0.6
-"""Normalised AVD below which a sample is recovered (seed 004, sec. 4.2)."""
+"""Normalised AVD below which a sample is recovered (Eloul et al. 2024, sec. 4.2)."""
 AVD_THRESHOLD_LOOSE = 0.8
-"""Normalised AVD beyond which no information is visible (seed 004, sec. 4.2)."""
+"""Normalised AVD beyond which no information is visible (Eloul et al. 2024, sec. 4.2)."""
 PSNR_CAP_DB = 300.0
 """PSNR reported for a bit-exact match (MSE = 0), instead of infinity, so means stay finite.
 Exact float32 recoveries (SPEAR, analytic attacks) have MSE ~1e-15 or more, i.e. PSNR
@@ -128,7 +129,7 @@ def _avd_reference(shape: tuple[int, ...]) -> float:
 
 
 def avd(truth: np.ndarray, recon: np.ndarray, *, normalise: bool = True) -> np.ndarray:
-    """Absolute variation distance per sample (seed 004, eq. 13); ``nan`` for vectors.
+    """Absolute variation distance per sample (Eloul et al. 2024, eq. 13); ``nan`` for vectors.
 
     ``AVD = || |grad v_truth| - |grad v_recon| ||_2`` with ``grad v = dv/dx + dv/dy`` (forward
     differences, summed over channels' pixels). With ``normalise`` (the default, as in the
@@ -195,7 +196,7 @@ class LeakageMetrics:
     label_accuracy : float
         Fraction of matched pairs whose reconstructed label equals the true one.
     recovery_rate, recovery_rate_loose : float
-        Fraction of the *true* batch recovered at AVD < 0.6 and < 0.8 (seed 004); unmatched
+        Fraction of the *true* batch recovered at AVD < 0.6 and < 0.8 (Eloul et al. 2024); unmatched
         true samples count as not recovered. ``nan`` for vectors.
     num_samples : int
         Number of matched pairs, ``min(num_truth, num_reconstructed)``.

@@ -2,13 +2,13 @@
 
 Architectures (each one entry of a name table):
 
-- ``mlp``: the 2-layer ReLU network of the analytic attack (seed 000, eq. 1):
+- ``mlp``: the 2-layer ReLU network of the analytic attack (Phong et al. 2018, eq. 1):
   ``Flatten -> Linear(n, width=100) -> act -> Linear(width, C)``.
-- ``fcnn``: SPEAR's 6-layer fully connected network (seed 002): six ``Linear`` layers of
+- ``fcnn``: SPEAR's 6-layer fully connected network (Dimitrov et al. 2024): six ``Linear`` layers of
   ``width=200`` hidden units, the activation after each but the last.
 - ``lenet``: the LeNet of DLG (seeds 003, 004): three 5x5 convolutions of ``width=12``
   channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
-- ``cnn``: McMahan et al.'s CNN (seed 003): conv5x5(``width=32``) -> act -> maxpool2 ->
+- ``cnn``: McMahan et al.'s CNN (AISTATS 2017): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
 - ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels
   and one of two stems (``stem``): ``imagenet``, torchvision's 7x7 stride-2 convolution and
@@ -30,10 +30,11 @@ group ``fedleak.models``: an ``nn.Module`` class (built as an import path is) or
 Flattened sizes are found with a dummy forward pass, so every architecture accepts any input
 size it can downsample (``digits``' 8x8 included).
 
-Weight initialisation (seed 003's sensitivity sweep): ``default`` keeps torch's, the others apply
-``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``. Biases always keep
-torch's default small uniform draw and are never zeroed, because analytic attacks (seed 000:
-``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need the neurons to be active.
+Weight initialisation (the init sweep of DLG sensitivity studies): ``default`` keeps torch's,
+the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``.
+Biases always keep torch's default small uniform draw and are never zeroed, because analytic
+attacks (Phong et al. 2018: ``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need
+the neurons to be active.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
-    """Softmax regression: one dense layer (seed 004's "single linear dense layer")."""
+    """Softmax regression: one dense layer (Eloul et al. 2024's "single linear dense layer")."""
     del act  # no hidden layer, nothing to activate
     return nn.Sequential(nn.Flatten(), nn.Linear(_numel(spec.input_shape), spec.num_classes))
 

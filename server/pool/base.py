@@ -27,8 +27,13 @@ class AttackPool(ABC):
         """
 
     @abstractmethod
-    def drain(self, timeout_s: float) -> list[AttackResult]:
-        """Wait up to ``timeout_s`` for every pending job; the rest become ``timeout`` results."""
+    def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
+        """Wait up to ``timeout_s`` for every pending job; the rest become ``timeout`` results.
+
+        ``deadline_s`` is the whole drain deadline the run set (``pool.drain_timeout_s``), which
+        the ``timeout`` reason states; the caller may have spent part of it before calling, so
+        ``timeout_s`` can be smaller (even 0). Defaults to ``timeout_s``.
+        """
 
     @property
     @abstractmethod
@@ -40,12 +45,13 @@ class AttackPool(ABC):
         """Release workers (idempotent)."""
 
 
-def timed_out(job: AttackJob, timeout_s: float) -> AttackResult:
-    """The recorded result of a job still running when the drain deadline passed."""
+def timed_out(job: AttackJob, deadline_s: float) -> AttackResult:
+    """The recorded result of a job still running when the drain deadline ``deadline_s`` passed."""
     return AttackResult(
         job=job,
         outcome=AttackFailure(
-            "timeout", f"not finished within the {timeout_s:.0f} s drain deadline"
+            "timeout",
+            f"not finished within the {deadline_s:g} s drain deadline (pool.drain_timeout_s)",
         ),
     )
 

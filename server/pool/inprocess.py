@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import time
 
 from server.pool.base import AttackPool, timed_out
 from server.pool.jobs import AttackJob, AttackResult
@@ -34,13 +33,12 @@ class InProcessAttackPool(AttackPool):
             return self._collect(set(done) | {f for f in self._futures if f.done()})
         return self._collect({f for f in self._futures if f.done()})
 
-    def drain(self, timeout_s: float) -> list[AttackResult]:
-        start = time.monotonic()
+    def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
         done, _ = cf.wait(list(self._futures), timeout=timeout_s)
         results = self._collect(set(done))
         for future, job in list(self._futures.items()):
             future.cancel()
-            results.append(timed_out(job, time.monotonic() - start))
+            results.append(timed_out(job, timeout_s if deadline_s is None else deadline_s))
         self._futures.clear()
         return results
 

@@ -168,7 +168,7 @@ class RayAttackPool(AttackPool):
     def poll(self, timeout_s: float = 0.0) -> list[AttackResult]:
         return self._collect(timeout=timeout_s)
 
-    def drain(self, timeout_s: float) -> list[AttackResult]:
+    def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
         start = time.monotonic()
         results: list[AttackResult] = []
         while self._running or self._waiting:
@@ -176,9 +176,9 @@ class RayAttackPool(AttackPool):
             if remaining <= 0:
                 break
             results.extend(self._collect(timeout=min(remaining, 0.5)))
-        elapsed = time.monotonic() - start
         leftover = [run.job for run in self._running.values()] + [j for j, _ in self._waiting]
-        results.extend(timed_out(job, elapsed) for job in leftover)
+        deadline = timeout_s if deadline_s is None else deadline_s
+        results.extend(timed_out(job, deadline) for job in leftover)
         self._running.clear()
         self._waiting.clear()
         return results

@@ -172,7 +172,8 @@ def test_erroneous_top_k() -> None:
         create_attack("analytic", {"top_k": 0})
 
 
-# ---------------------------------------------------------------- any linear layer (seed 001 §3)
+# ---------------------------------------------------------------- any linear layer (Geiping et al.
+# 2020 §3)
 
 
 def _layer_input(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:

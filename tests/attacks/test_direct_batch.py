@@ -1,4 +1,5 @@
-"""Direct batch inversion (seed 004, eq. 8): unique labels leak every sample, equal ones mix."""
+"""Direct batch inversion (Eloul et al. 2024, eq. 8): unique labels leak every sample, equal ones
+mix."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from attacks import (
     execute_attack,
 )
 from attacks.direct_batch import dense_chain, invert_dense_batch
-from attacks.labels import infer_labels
+from attacks.label_restoration import infer_labels
 from attacks.losses import observed_gradient
 from simulator.models import ModelSpec, build_model
 from tests.attacks.cases import CPU, NUM_CLASSES, sgd_update
@@ -58,7 +59,7 @@ def mlp_feature_error(seed: int, labels: list[int], refine_steps: int = 50) -> f
     update = sgd_update(model, x, torch.tensor(labels))
     grads = observed_gradient(model, update)
     inferred = torch.from_numpy(infer_labels(model, update))
-    assert inferred.tolist() == sorted(labels)  # negative bias-gradient entries (seed 004)
+    assert inferred.tolist() == sorted(labels)  # negative bias-gradient entries (Eloul et al. 2024)
     assert isinstance(model, nn.Sequential)
     hidden, last = model[:3], model[3]
     assert isinstance(last, nn.Linear)
@@ -81,7 +82,8 @@ def test_eq8_recovers_the_mlp_logit_layer_inputs_unless_labels_are_equal() -> No
 
 
 def test_eq8_as_printed_shows_the_trend_with_a_bias_the_refinement_removes() -> None:
-    # with C = 10 the neglected p_{j != c} terms leave ~(B-1)/C of mixing (seed 004, fig. 1a)
+    # with C = 10 the neglected p_{j != c} terms leave ~(B-1)/C of mixing (Eloul et al. 2024, fig.
+    # 1a)
     printed_unique = np.mean([mlp_feature_error(s, UNIQUE, refine_steps=0) for s in range(5)])
     printed_equal = np.mean([mlp_feature_error(s, EQUAL, refine_steps=0) for s in range(5)])
     refined_unique = np.mean([mlp_feature_error(s, UNIQUE) for s in range(5)])

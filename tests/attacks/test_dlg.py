@@ -1,4 +1,4 @@
-"""DLG (seed 003): joint L-BFGS over dummy data and soft labels, guarded against blow-ups."""
+"""DLG (Zhu et al. 2019): joint L-BFGS over dummy data and soft labels, guarded against blow-ups."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""iDLG (seed 003): exact labels from the gradient's sign, then L2 gradient matching."""
+"""iDLG (Zhao et al. 2020): exact labels from the gradient's sign, then L2 gradient matching."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_label_is_exact_for_single_samples() -> None:
-    """Acceptance: 100 % label accuracy for B = 1 over 20 random cases (seed 003)."""
+    """Acceptance: 100 % label accuracy for B = 1 over 20 random cases (Zhao et al. 2020)."""
     correct = 0
     for case in range(20):
         spec = ModelSpec(

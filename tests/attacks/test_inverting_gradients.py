@@ -1,4 +1,5 @@
-"""Inverting Gradients (seed 001, eq. 13): it reconstructs, deterministically, on any device,
+"""Inverting Gradients (Geiping et al. 2020, eq. 13): it reconstructs, deterministically, on any
+device,
 from FedSGD gradients and from FedAvg multi-step updates."""
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def test_reconstruction_reports_its_random_starting_point() -> None:
     np.testing.assert_array_equal(again.initial_inputs, result.initial_inputs)
 
 
-# ------------------------------------------------------------ FedAvg variant (seed 001, eqs. 3-4)
+# ------------------------------------------------------------ FedAvg variant (Geiping et al. 2020,
+# eqs. 3-4)
 
 
 def fedavg_update(

@@ -30,7 +30,7 @@ SMALL_RUN = (
     "attack=analytic_ig",
     "attack.params.inverting_gradients.iterations=50",
 )
-RUN_NAME = "c2-r2"
+RUN_NAME = "c2-r2-analytic+inverting_gradients"  # attack=analytic_ig differs from the default
 OFFLINE_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -136,8 +136,9 @@ def test_rendered_summary_box_carries_the_run_settings(
     box = _section(dom, "summary")
     facts = dict(re.findall(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>", box))
     assert facts["experiment"] == RUN_NAME and facts["data set"] == "digits"
-    assert facts["model"] == "mlp" and facts["training"] == "fedsgd: one gradient step per round"
-    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.1"
+    assert facts["model"] == "mlp (kaiming_uniform init)"  # the default mlp is He-initialised
+    assert facts["training"] == "fedsgd: one gradient step per round"
+    assert facts["batch size B"] == "1" and facts["learning rate"] == "0.3"
     assert facts["clients x rounds"] == "2 x 2" and facts["seed"] == "0"
     assert facts["defenses"] == "none" and facts["epsilon"] == "- (no differential privacy)"
     assert re.fullmatch(

@@ -35,7 +35,7 @@ class SlowPool(AttackPool):
         self.last = time.monotonic()
         return [AttackResult(self.jobs.pop(0), AttackFailure("failed", "slow on purpose"))]
 
-    def drain(self, timeout_s: float) -> list[AttackResult]:
+    def drain(self, timeout_s: float, *, deadline_s: float | None = None) -> list[AttackResult]:
         return [AttackResult(j, AttackFailure("timeout", "gave up")) for j in self.jobs]
 
     @property

@@ -147,7 +147,7 @@ def test_malformed_update_is_recorded_not_attacked(
         and "update rejected" in rows[7].reason
         and first in rows[7].reason
     )
-    assert rows[8].status == "not_applicable"  # a zero update: no active neuron (seed 000)
+    assert rows[8].status == "not_applicable"  # a zero update: no active neuron (Phong et al. 2018)
     assert pipeline.pending == 0
 
 

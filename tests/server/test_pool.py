@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import cast
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ import torch
 from attacks import Attack, register_attack
 from attacks.registry import available_attacks
 from attacks.types import AttackFailure, InterceptedUpdate, Reconstruction, TrainingHyperparams
-from server.pool import AttackJob, create_pool
+from server.pipeline import AttackPipeline, AttackPlan
+from server.pool import AttackJob, AttackResult, create_pool
+from server.recorder import LeakageRecorder
 from simulator.config import PoolConfig
 from simulator.models import ModelSpec, build_model
 
@@ -66,7 +69,43 @@ def test_drain_deadline_records_unfinished_attacks_as_timeout() -> None:
     results = {r.job.update.node_id: r for r in pool.poll() + pool.drain(0.2)}
     assert isinstance(results[1].outcome, Reconstruction)
     assert isinstance(results[2].outcome, AttackFailure) and results[2].outcome.status == "timeout"
+    assert "within the 0.2 s drain deadline" in results[2].outcome.reason
     pool.shutdown()
+
+
+def test_drain_timeout_reason_states_the_deadline_that_was_set_not_the_time_left() -> None:
+    """The run spends most of its 300 s deadline polling, then drains with what is left (0 s)."""
+    pool = create_pool(PoolConfig(backend="inprocess", workers=1))
+    pool.submit(_job("test_slow", 1))
+    (result,) = pool.drain(0.0, deadline_s=300.0)
+    assert isinstance(result.outcome, AttackFailure) and result.outcome.status == "timeout"
+    assert "within the 300 s drain deadline (pool.drain_timeout_s)" in result.outcome.reason
+    pool.shutdown()
+
+
+class _Rows:
+    """Stands in for the leakage recorder: keeps what the pipeline records."""
+
+    def __init__(self) -> None:
+        self.results: list[AttackResult] = []
+
+    def record(self, result: AttackResult) -> None:
+        self.results.append(result)
+
+
+def test_pipeline_finish_records_the_configured_drain_deadline() -> None:
+    pool = create_pool(PoolConfig(backend="inprocess", workers=1))
+    rows = _Rows()
+    job = _job("test_slow", 1)
+    recorder = cast(LeakageRecorder, rows)
+    pipeline = AttackPipeline(
+        pool, recorder, AttackPlan(["test_slow"], {}, 0, "cpu"), job.model_spec
+    )
+    pool.submit(job)
+    pipeline.finish(0.5)  # polls for the whole 0.5 s, then drains the rest with 0 s left
+    (result,) = rows.results
+    assert isinstance(result.outcome, AttackFailure) and result.outcome.status == "timeout"
+    assert "within the 0.5 s drain deadline" in result.outcome.reason
 
 
 @pytest.mark.slow

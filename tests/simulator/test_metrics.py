@@ -1,4 +1,4 @@
-"""Leakage metrics: PSNR, SSIM, AVD (seed 004 eq. 13), matching and the leakage summary."""
+"""Leakage metrics: PSNR, SSIM, AVD (Eloul et al. 2024 eq. 13), matching and the leakage summary."""
 
 from __future__ import annotations
 

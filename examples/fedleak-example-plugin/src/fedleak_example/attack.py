@@ -21,7 +21,7 @@ from torch import nn
 
 from attacks.analytic import first_linear_with_bias, is_first_layer, single_gradient_reason
 from attacks.base import Attack, AttackConfig
-from attacks.labels import infer_labels
+from attacks.label_restoration import infer_labels
 from attacks.types import InterceptedUpdate, Reconstruction
 
 
