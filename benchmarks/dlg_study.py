@@ -270,9 +270,9 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
 
     from attacks import create_attack, execute_attack
     from attacks.types import Reconstruction
+    from benchmarks.mixing_utility import fedsgd_update
     from simulator.experiment_data import cached_splits, initial_model, model_spec_for
     from simulator.metrics import compute_leakage
-    from tests.attacks.cases import sgd_update
 
     claim = "BatchNorm: eval-mode gradients leak more than train-mode ones (ResNet-18)"
     splits = cached_splits("photos", "data", 0, 0.2)
@@ -288,7 +288,7 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
         for mode, values in psnr.items():
             model = initial_model(spec, seed)
             model.train(mode == "train")
-            update = sgd_update(model, x, y)
+            update = fedsgd_update(model, x, y, splits.train.num_classes)
             attack = create_attack("inverting_gradients", params)
             out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=seed)
             if isinstance(out, Reconstruction):

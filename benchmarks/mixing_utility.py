@@ -181,14 +181,18 @@ def mixing_verdicts(runs: list[FederationRun]) -> list[tuple[str, bool, str]]:
 def fedsgd_update(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
 ) -> InterceptedUpdate:
-    """The update a FedSGD client sends: one SGD step (lr 0.1) on the batch, cross-entropy."""
+    """The update a FedSGD client sends: one SGD step (lr 0.1) on the batch, cross-entropy,
+    in the model's current mode. Buffers (BatchNorm's running statistics) carry what the
+    forward pass did to them, as a client's reply does; ``model`` is left as it was."""
     lr = 0.1
+    before = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
     names = [n for n, _ in model.named_parameters()]
     grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    before = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+    moved = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     after = OrderedDict(
-        (k, v - lr * grads[k].numpy()) if k in grads else (k, v.copy()) for k, v in before.items()
+        (k, v - lr * grads[k].numpy()) if k in grads else (k, moved[k]) for k, v in before.items()
     )
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
     hyperparams = TrainingHyperparams("fedsgd", lr, int(x.shape[0]), local_steps=1)
     return InterceptedUpdate(
         1, 1, before, after, int(x.shape[0]), hyperparams, tuple(x.shape[1:]), num_classes
