@@ -17,7 +17,7 @@ the sweep is ``fedleak run -m --jobs N`` (or Ray jobs with ``--ray-address``).
     # the documented subset run on a 2-core CPU: McMahan CNN, uniform inits, B in {1, 4},
     # no pruning, one seed (8 runs), once with 1 job and once with 2 jobs at a time
     python benchmarks/dlg_study.py --subset --jobs 1 2
-    python benchmarks/dlg_study.py --sweep-dir runs/dlg_study/sweep-...   # re-summarise
+    python benchmarks/dlg_study.py --sweep-dir runs/dlg_study/sweep-A sweep-B   # re-summarise
 
 It prints the sweep's wall time for each ``--jobs`` value, the PSNR table (mean ± std over
 seeds, one column per batch size) and each conclusion of the study with whether it holds
@@ -270,9 +270,9 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
 
     from attacks import create_attack, execute_attack
     from attacks.types import Reconstruction
+    from benchmarks.mixing_utility import fedsgd_update
     from simulator.experiment_data import cached_splits, initial_model, model_spec_for
     from simulator.metrics import compute_leakage
-    from tests.attacks.cases import sgd_update
 
     claim = "BatchNorm: eval-mode gradients leak more than train-mode ones (ResNet-18)"
     splits = cached_splits("photos", "data", 0, 0.2)
@@ -288,7 +288,7 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
         for mode, values in psnr.items():
             model = initial_model(spec, seed)
             model.train(mode == "train")
-            update = sgd_update(model, x, y)
+            update = fedsgd_update(model, x, y, splits.train.num_classes)
             attack = create_attack("inverting_gradients", params)
             out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=seed)
             if isinstance(out, Reconstruction):
@@ -311,7 +311,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", nargs="+", type=int, default=[1], help="one sweep per value")
     parser.add_argument("--ray-address", help="submit the jobs to this Ray job server")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "runs")
-    parser.add_argument("--sweep-dir", type=Path, help="summarise this sweep, run nothing")
+    parser.add_argument(
+        "--sweep-dir", type=Path, nargs="+", help="summarise these sweeps together, run nothing"
+    )
     parser.add_argument("--batchnorm", action="store_true", help="add the BatchNorm comparison")
     parser.add_argument("--bn-iterations", type=int, default=500)
     args = parser.parse_args()
@@ -324,14 +326,14 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    sweep_dir = args.sweep_dir
-    if sweep_dir is None:
-        for jobs in args.jobs:
+    sweep_dirs: list[Path] = args.sweep_dir or []
+    if not sweep_dirs:
+        for jobs in args.jobs:  # the same sweep once per value: its results, and its timing
             sweep_dir, wall = run_sweep(sweep_overrides(args), jobs, args.ray_address)
             count = len(list(sweep_dir.glob("job-*/job.json")))
             print(f"sweep of {count} runs with --jobs {jobs}: {wall:.0f} s ({sweep_dir})")
-    assert sweep_dir is not None
-    runs = load_runs(sweep_dir)
+        sweep_dirs = [sweep_dir]
+    runs = [run for sweep_dir in sweep_dirs for run in load_runs(sweep_dir)]
     print_table(runs)
     verdicts = [
         batch_verdict(runs),

@@ -287,9 +287,12 @@ class _BlockingLauncher:
     def __init__(self) -> None:
         self.started: list[Path] = []
         self.stopped = threading.Event()
+        self.four_started = threading.Event()
 
     def __call__(self, overrides: list[str], job_dir: Path) -> int:
         self.started.append(job_dir)
+        if len(self.started) == 4:
+            self.four_started.set()
         if len(self.started) > 1:
             self.stopped.wait(timeout=30)
             return 130
@@ -304,7 +307,7 @@ def test_interrupted_parallel_sweep_stops_running_jobs_and_starts_no_more(tmp_pa
     launcher = _BlockingLauncher()
 
     def ctrl_c(line: str) -> None:  # the user presses Ctrl-C as the first job ends
-        time.sleep(0.2)  # its worker has meanwhile started job 3
+        assert launcher.four_started.wait(timeout=30)  # its worker has started job 3 meanwhile
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
