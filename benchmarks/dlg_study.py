@@ -30,7 +30,6 @@ Exits 1 when a measured conclusion does not hold.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import subprocess
@@ -38,7 +37,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +44,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.dlg_verdicts import (  # noqa: E402
+    FAILS,
+    HOLDS,
+    UNMEASURED,
+    Run,
+    Verdict,
+    study_verdicts,
+)
 from simulator.sweep_summary import mean_std  # noqa: E402
 
 ATTACK_PARAMS: dict[str, float | int | bool] = {
@@ -83,19 +89,6 @@ SUBSET = {
     "prune": ["none"],
     "seeds": 1,
 }
-
-
-@dataclass(frozen=True)
-class Run:
-    """One finished combination: its factors and the attack's mean PSNR over the batch."""
-
-    model: str
-    init: str
-    activation: str
-    batch: int
-    prune: str
-    seed: int
-    psnr: float
 
 
 def sweep_overrides(args: argparse.Namespace) -> list[str]:
@@ -136,15 +129,23 @@ def _value(overrides: Iterable[str], key: str, default: str) -> str:
     return values[-1] if values else default
 
 
-def load_runs(sweep_dir: Path) -> list[Run]:
-    """Every finished job of the sweep with its factors and the attack's mean PSNR."""
-    runs = []
+def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str]]:
+    """Every finished job of the sweep with its factors and the attack's mean PSNR.
+
+    Returns the runs and the problems that make the measurement incomplete: a job that did
+    not finish ok, a run whose attack produced no PSNR (each one named).
+    """
+    runs, problems = [], []
     for job_file in sorted(sweep_dir.glob("job-*/job.json")):
         job = json.loads(job_file.read_text(encoding="utf-8"))
         if job.get("status") != "ok" or not job.get("run_dir"):
+            problems.append(f"{job_file.parent.name}: job status {job.get('status')!r}")
             continue
         rows = [json.loads(line) for line in (sweep_dir / job["run_dir"] / "leakage.jsonl").open()]
         psnrs = [r["psnr_mean"] for r in rows if r["status"] == "ok" and r["psnr_mean"]]
+        if not psnrs:
+            reasons = "; ".join(f"{r['status']}: {r['reason'][:80]}" for r in rows) or "no row"
+            problems.append(f"{job_file.parent.name}: no PSNR ({reasons})")
         o = job["overrides"]
         pruned = _value(o, "defense", "none") == "prune"
         runs.append(
@@ -158,7 +159,9 @@ def load_runs(sweep_dir: Path) -> list[Run]:
                 psnr=float(np.mean(psnrs)) if psnrs else math.nan,
             )
         )
-    return runs
+    if not runs and not problems:
+        problems.append(f"{sweep_dir}: no job")
+    return runs, problems
 
 
 def print_table(runs: list[Run]) -> None:
@@ -182,89 +185,12 @@ def print_table(runs: list[Run]) -> None:
         print(line)
 
 
-def _mean(runs: Iterable[Run]) -> float:
-    return mean_std([r.psnr for r in runs])[0]
-
-
-def _family(init: str) -> str:
-    return init.split("_")[0]
-
-
-Verdict = tuple[str, str, str]
-"""(claim, "holds" | "DOES NOT HOLD" | "not measured", the numbers behind it)."""
-
-
-def _verdict(claim: str, holds: bool, detail: str) -> Verdict:
-    return claim, "holds" if holds else "DOES NOT HOLD", detail
-
-
-def batch_verdict(runs: list[Run]) -> Verdict:
-    """PSNR falls as B rises: the mean over every other factor, per batch size."""
-    claim = "PSNR falls as the batch size rises"
-    means = {b: _mean(r for r in runs if r.batch == b) for b in sorted({r.batch for r in runs})}
-    if len(means) < 2:
-        return claim, "not measured", "one batch size"
-    values = list(means.values())
-    detail = ", ".join(f"B={b}: {m:.1f}" for b, m in means.items())
-    return _verdict(claim, all(a > b for a, b in itertools.pairwise(values)), detail)
-
-
-def order_verdict(runs: list[Run]) -> Verdict:
-    """Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid (McMahan CNN)."""
-    claim = "Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid (CNN)"
-    cnn = [r for r in runs if r.model == "cnn"]
-    order = [("xavier", "relu"), ("kaiming", "relu"), ("kaiming", "sigmoid"), ("xavier", "sigmoid")]
-    means = [_mean(r for r in cnn if _family(r.init) == f and r.activation == a) for f, a in order]
-    if any(math.isnan(m) for m in means):
-        return claim, "not measured", "needs cnn runs of both inits and both activations"
-    detail = " | ".join(f"{f}-{a}: {m:.1f}" for (f, a), m in zip(order, means, strict=True))
-    return _verdict(claim, all(a < b for a, b in itertools.pairwise(means)), detail)
-
-
-def activation_verdict(runs: list[Run]) -> Verdict:
-    """ReLU leaks less than Sigmoid (the study: ``max()`` loses information)."""
-    claim = "ReLU below Sigmoid"
-    relu, sigmoid = (_mean(r for r in runs if r.activation == a) for a in ("relu", "sigmoid"))
-    if math.isnan(relu) or math.isnan(sigmoid):
-        return claim, "not measured", "needs both activations"
-    return _verdict(claim, relu < sigmoid, f"ReLU {relu:.1f} vs Sigmoid {sigmoid:.1f}")
-
-
-def architecture_verdict(runs: list[Run]) -> Verdict:
-    """McMahan CNN below ResNet-18 (the study: with Xavier initialisation, ReLU)."""
-    claim = "McMahan CNN below ResNet-18 (Xavier, ReLU)"
-    cnn, resnet = (
-        _mean(
-            r
-            for r in runs
-            if r.model == m and _family(r.init) == "xavier" and r.activation == "relu"
-        )
-        for m in ("cnn", "resnet18")
-    )
-    if math.isnan(cnn) or math.isnan(resnet):
-        return claim, "not measured", "needs cnn and resnet18 runs with Xavier init and ReLU"
-    return _verdict(claim, cnn < resnet, f"CNN {cnn:.1f} vs ResNet-18 {resnet:.1f}")
-
-
-def pruning_verdict(runs: list[Run]) -> Verdict:
-    """The study: pruning has little effect with Kaiming init, a big one with Xavier."""
-    claim = "pruning 20% costs Xavier more PSNR than Kaiming"
-    drop = {}
-    for family in ("xavier", "kaiming"):
-        kept = _mean(r for r in runs if _family(r.init) == family and r.prune == "none")
-        pruned = _mean(r for r in runs if _family(r.init) == family and r.prune != "none")
-        drop[family] = kept - pruned
-    if any(math.isnan(d) for d in drop.values()):
-        return claim, "not measured", "needs pruned and unpruned runs of both inits"
-    detail = f"drop Xavier {drop['xavier']:.1f} dB, Kaiming {drop['kaiming']:.1f} dB"
-    return _verdict(claim, drop["xavier"] > drop["kaiming"], detail)
-
-
-def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
+def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> tuple[Verdict, list[str]]:
     """ResNet-18's gradient taken in train vs eval mode, each attacked in the mode it was taken.
 
     The study compared ``.train()`` and ``.eval()``; with train-mode BatchNorm every sample's
-    output depends on the batch's statistics, which the gradient does not reveal.
+    output depends on the batch's statistics, which the gradient does not reveal. Returns the
+    verdict and the attacks that failed (a broken measurement, not a finding).
     """
     import torch
 
@@ -279,6 +205,7 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
     spec = model_spec_for("resnet18", splits.train, width=None, activation=None, init="default")
     params = {**ATTACK_PARAMS, "iterations": iterations}
     psnr: dict[str, list[float]] = {"train": [], "eval": []}
+    failures = []
     for seed in range(seeds):
         idx = np.random.default_rng(seed).choice(len(splits.train.labels), batch, replace=False)
         x, y = (
@@ -294,9 +221,13 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> Verdict:
             if isinstance(out, Reconstruction):
                 leak = compute_leakage(x.numpy(), y.numpy(), out.inputs, out.labels)
                 values.append(leak.psnr_mean)
+            else:
+                failures.append(f"batchnorm {mode} seed {seed}: {out}")
     train, evaluation = (mean_std(psnr[m])[0] for m in ("train", "eval"))
     detail = f"train {train:.1f} dB vs eval {evaluation:.1f} dB (B={batch}, {seeds} seed(s))"
-    return _verdict(claim, evaluation > train, detail)
+    if not psnr["train"] or not psnr["eval"]:
+        return (claim, UNMEASURED, detail), failures
+    return (claim, HOLDS if evaluation > train else FAILS, detail), failures
 
 
 def parse_args() -> argparse.Namespace:
@@ -316,6 +247,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--batchnorm", action="store_true", help="add the BatchNorm comparison")
     parser.add_argument("--bn-iterations", type=int, default=500)
+    parser.add_argument("--bn-seeds", type=int, help="BatchNorm comparison seeds (default --seeds)")
     args = parser.parse_args()
     grid = SUBSET if args.subset else FULL
     for key, value in grid.items():
@@ -325,28 +257,40 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
+    """Run (or re-read) the sweep, print its table and verdicts.
+
+    Exit 1 only when the measurement itself is broken (a job failed, an attack gave no
+    PSNR, nothing ran); a conclusion of the study that does not replicate here is printed
+    as such and is not an error.
+    """
     args = parse_args()
     sweep_dirs: list[Path] = args.sweep_dir or []
     if not sweep_dirs:
         for jobs in args.jobs:  # the same sweep once per value: its results, and its timing
             sweep_dir, wall = run_sweep(sweep_overrides(args), jobs, args.ray_address)
             count = len(list(sweep_dir.glob("job-*/job.json")))
-            print(f"sweep of {count} runs with --jobs {jobs}: {wall:.0f} s ({sweep_dir})")
+            print(
+                f"sweep of {count} runs with --jobs {jobs}: {wall:.0f} s "
+                f"({wall / max(1, count):.1f} s a run; {sweep_dir})"
+            )
         sweep_dirs = [sweep_dir]
-    runs = [run for sweep_dir in sweep_dirs for run in load_runs(sweep_dir)]
+    runs, problems = [], []
+    for sweep_dir in sweep_dirs:
+        found, broken = load_runs(sweep_dir)
+        runs += found
+        problems += broken
     print_table(runs)
-    verdicts = [
-        batch_verdict(runs),
-        order_verdict(runs),
-        activation_verdict(runs),
-        architecture_verdict(runs),
-        pruning_verdict(runs),
-    ]
+    verdicts = study_verdicts(runs)
     if args.batchnorm:
-        verdicts.append(batchnorm_verdict(args.bn_iterations, max(1, args.seeds)))
+        seeds = args.bn_seeds or max(1, args.seeds)
+        verdict, failures = batchnorm_verdict(args.bn_iterations, seeds)
+        verdicts.append(verdict)
+        problems += failures
     for claim, status, detail in verdicts:
-        print(f"{status:>13}: {claim} [{detail}]")
-    return 1 if any(status == "DOES NOT HOLD" for _, status, _ in verdicts) else 0
+        print(f"{status:>18}: {claim} [{detail}]")
+    for problem in problems:
+        print(f"measurement broken: {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

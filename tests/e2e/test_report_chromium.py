@@ -9,6 +9,8 @@ counts decoded images) and takes a screenshot, which must not be blank.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 import shutil
@@ -165,6 +167,46 @@ def test_rendered_per_client_table_and_leakage_accuracy_figure(
     learning = _section(dom, "learning")
     assert 'alt="Leakage and test accuracy on one round axis, per attack"' in learning
     assert learning.count("<img") == 1
+
+
+def _learning_png(dom: str) -> bytes:
+    """The PNG of the leakage-and-accuracy figure as the rendered page holds it."""
+    src = re.search(r'<img[^>]*src="data:image/png;base64,([^"]+)"', _section(dom, "learning"))
+    assert src is not None, _section(dom, "learning")[:2000]
+    return base64.b64decode(src.group(1))
+
+
+def test_rendered_leakage_accuracy_figure_has_a_panel_per_attack(
+    chromium: str, report: Path, tmp_path: Path
+) -> None:
+    """Chromium draws the figure alone: two panels side by side (analytic, inverting
+    gradients), each with the PSNR curve (matplotlib blue) and the black accuracy curve."""
+    dom = _chromium(chromium, tmp_path / "profile", "--dump-dom", report.as_uri()).stdout
+    png = _learning_png(dom)
+    with Image.open(io.BytesIO(png)) as image:
+        width, height = image.size
+    assert 2.2 < width / height < 3.4, (width, height)  # 2 panels of 4.6 x 3.3 inches
+    page = tmp_path / "figure.html"
+    page.write_text(
+        '<html><body style="margin:0;background:#fff"><img src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}" width="{width}" height="{height}"></body></html>'
+    )
+    shot = tmp_path / "figure.png"
+    proc = _chromium(
+        chromium,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+        page.as_uri(),
+    )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    with Image.open(shot) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=float)
+    for panel in (rgb[:, : rgb.shape[1] // 2], rgb[:, rgb.shape[1] // 2 :]):
+        blue = np.abs(panel - (31, 119, 180)).max(axis=2) < 40  # the PSNR curve and band
+        dark = panel.max(axis=2) < 60  # the accuracy curve, axes and labels
+        assert blue.sum() > 200 and dark.sum() > 500, (blue.sum(), dark.sum())
 
 
 def test_report_screenshot_is_not_blank(chromium: str, report: Path, tmp_path: Path) -> None:

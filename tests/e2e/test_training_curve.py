@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from simulator import exit_codes
 from simulator.compose import load_experiment
 from simulator.experiment_data import cached_splits, initial_model, model_spec_for
 from simulator.results import read_jsonl_rows, read_leakage
@@ -91,3 +92,34 @@ def test_training_curve_from_a_trained_model(tmp_path: Path) -> None:
     # the update's last digits when its sample is already fit (train loss 0.005: 39 dB at
     # lr 0.1, |dL/db1| ~ 1e-5: 58 dB at lr 0.3); still a recognisable image.
     assert analytic[len(analytic) // 2] >= 100.0 and analytic[0] >= 30.0
+
+
+@pytest.mark.parametrize("weights", ["/etc/passwd", "{tmp}/missing.pt"])
+def test_erroneous_weights_stop_the_preset_before_the_run_with_their_exit_code(
+    weights: str, tmp_path: Path
+) -> None:
+    """``fedleak run +experiment=training_curve model.weights=/etc/passwd``: the process exits
+    with MODEL_WEIGHTS_MISSING and one clear line, before Ray, Flower or the run directory."""
+    path = weights.format(tmp=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv[0] = 'fedleak'; from simulator.cli import console_main; "
+            "console_main()",
+            "run",
+            "+experiment=training_curve",
+            f"model.weights={path}",
+            f"output_dir={tmp_path}/runs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == exit_codes.MODEL_WEIGHTS_MISSING, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert f"model.weights: '{path}'" in proc.stderr
+    assert "is not a file written by torch.save" in proc.stderr or "does not exist" in proc.stderr
+    assert "Traceback" not in output and "IndexError" not in output
+    assert "round 1/" not in output and "Ray" not in output  # nothing started
+    assert not (tmp_path / "runs").exists()
