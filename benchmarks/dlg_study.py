@@ -129,15 +129,19 @@ def _value(overrides: Iterable[str], key: str, default: str) -> str:
     return values[-1] if values else default
 
 
-def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str]]:
+def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str], list[str]]:
     """Every finished job of the sweep with its factors and the attack's mean PSNR.
 
-    Returns the runs and the problems that make the measurement incomplete: a job that did
-    not finish ok, a run whose attack produced no PSNR (each one named).
+    Returns the runs, the problems that make the measurement broken (a job that failed, a
+    run whose attack produced no PSNR; each one named) and the jobs a user interrupted
+    (stopped sweeps: not run, not an error).
     """
-    runs, problems = [], []
+    runs, problems, interrupted = [], [], []
     for job_file in sorted(sweep_dir.glob("job-*/job.json")):
         job = json.loads(job_file.read_text(encoding="utf-8"))
+        if job.get("status") == "interrupted":
+            interrupted.append(f"{sweep_dir.name}/{job_file.parent.name}")
+            continue
         if job.get("status") != "ok" or not job.get("run_dir"):
             problems.append(f"{job_file.parent.name}: job status {job.get('status')!r}")
             continue
@@ -160,8 +164,8 @@ def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str]]:
             )
         )
     if not runs and not problems:
-        problems.append(f"{sweep_dir}: no job")
-    return runs, problems
+        problems.append(f"{sweep_dir}: no finished job")
+    return runs, problems, interrupted
 
 
 def print_table(runs: list[Run]) -> None:
@@ -274,11 +278,14 @@ def main() -> int:
                 f"({wall / max(1, count):.1f} s a run; {sweep_dir})"
             )
         sweep_dirs = [sweep_dir]
-    runs, problems = [], []
+    runs, problems, interrupted = [], [], []
     for sweep_dir in sweep_dirs:
-        found, broken = load_runs(sweep_dir)
+        found, broken, stopped = load_runs(sweep_dir)
         runs += found
         problems += broken
+        interrupted += stopped
+    if interrupted:
+        print(f"not run (sweep interrupted): {', '.join(interrupted)}")
     print_table(runs)
     verdicts = study_verdicts(runs)
     if args.batchnorm:

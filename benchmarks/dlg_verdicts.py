@@ -90,15 +90,21 @@ def _verdict(claim: str, holds: bool, detail: str) -> Verdict:
 
 
 def batch_verdict(runs: list[Run]) -> Verdict:
-    """PSNR falls as B rises: every larger batch size below the one before it."""
+    """PSNR falls as B rises: at each step to the next batch size measured, paired over the
+    runs that have both sizes (a slice may stop at a smaller largest B)."""
     claim = "PSNR falls as the batch size rises"
     sizes = sorted({r.batch for r in runs})
-    means, cells = paired_means(runs, lambda r: str(r.batch), [str(b) for b in sizes], {"batch"})
-    if len(sizes) < 2 or cells == 0:
+    steps = []
+    for small, large in itertools.pairwise(sizes):
+        (a, b), cells = paired_means(
+            runs, lambda r: str(r.batch), [str(small), str(large)], {"batch"}
+        )
+        if cells:
+            steps.append((small, large, a, b, cells))
+    if not steps:
         return claim, UNMEASURED, "needs two batch sizes over the same other factors"
-    detail = ", ".join(f"B={b}: {m:.1f}" for b, m in zip(sizes, means, strict=True))
-    falls = all(a > b for a, b in itertools.pairwise(means))
-    return _verdict(claim, falls, f"{detail} ({cells} runs per B)")
+    detail = "; ".join(f"B={s}: {a:.1f} -> B={t}: {b:.1f} ({n} pairs)" for s, t, a, b, n in steps)
+    return _verdict(claim, all(a > b for _, _, a, b, _ in steps), detail)
 
 
 def order_verdict(runs: list[Run]) -> Verdict:

@@ -78,6 +78,16 @@ def test_paired_means_keep_only_shared_cells_and_skip_nan() -> None:
     assert (means, cells) == ([10.0, 20.0], 1)
 
 
+def test_batch_steps_are_paired_separately() -> None:
+    """B=16 measured for one init only still checks 4 -> 16 on that init, 1 -> 4 on all."""
+    runs = _grid(batches=(1, 4)) + [
+        Run("cnn", "xavier_uniform", "relu", 16, "none", s, 1.0) for s in range(2)
+    ]
+    _, status, detail = batch_verdict(runs)
+    assert status == HOLDS
+    assert detail == "B=1: 15.0 -> B=4: 12.0 (8 pairs); B=4: 6.0 -> B=16: 1.0 (2 pairs)"
+
+
 def test_a_reversed_result_is_reported_as_not_holding() -> None:
     reversed_runs = [
         Run(r.model, r.init, r.activation, r.batch, r.prune, r.seed, -r.psnr) for r in _grid()
@@ -103,12 +113,14 @@ def test_load_runs_names_every_broken_job(tmp_path: Path) -> None:
     _job(tmp_path, 0, "ok", [ok])
     _job(tmp_path, 1, "ok", [failed])
     _job(tmp_path, 2, "failed", [])
-    runs, problems = load_runs(tmp_path)
+    _job(tmp_path, 3, "interrupted", [])
+    runs, problems, interrupted = load_runs(tmp_path)
     assert [r.psnr for r in runs[:1]] == [21.5] and math.isnan(runs[1].psnr)
     assert problems == [
         "job-001: no PSNR (failed: RuntimeError: boom)",
         "job-002: job status 'failed'",
     ]
+    assert interrupted == [f"{tmp_path.name}/job-003"]  # a stopped sweep: not run, not broken
 
 
 @pytest.mark.parametrize(("broken", "code"), [(False, 0), (True, 1)])
