@@ -19,12 +19,18 @@ the sweep is ``fedleak run -m --jobs N`` (or Ray jobs with ``--ray-address``).
     python benchmarks/dlg_study.py --subset --jobs 1 2
     python benchmarks/dlg_study.py --sweep-dir runs/dlg_study/sweep-A sweep-B   # re-summarise
 
+A subset may be run in parts (a grid, then a pruning slice at one batch size, then a few
+ResNet-18 runs) and summarised together with ``--sweep-dir``: every verdict compares only
+runs whose other factors match (:mod:`benchmarks.dlg_verdicts`). docs/results.md records the
+subset run on a 2-core CPU and its numbers.
+
 It prints the sweep's wall time for each ``--jobs`` value, the PSNR table (mean ± std over
-seeds, one column per batch size) and each conclusion of the study with whether it holds
-here, "not measured" where the runs lack the factor. ``--batchnorm`` adds the study's
-BatchNorm comparison (ResNet-18 gradients taken in train vs eval mode, attacked in the same
-mode; fedleak's clients always train in train mode, so this part calls the attack directly).
-Exits 1 when a measured conclusion does not hold.
+seeds, one column per batch size) and each conclusion of the study: "holds", "does not hold
+here" (the study's finding did not replicate on these runs) or "not measured" (the runs lack
+the factor). ``--batchnorm`` adds the study's BatchNorm comparison (ResNet-18 gradients taken
+in train vs eval mode, attacked in the same mode; fedleak's clients always train in train
+mode, so this part calls the attack directly). Exits 1 only when the measurement is broken: a
+job failed or an attack gave no PSNR; a conclusion that does not replicate is a result.
 """
 
 from __future__ import annotations
