@@ -139,13 +139,13 @@ def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str], list[str]]:
     """Every finished job of the sweep with its factors and the attack's mean PSNR.
 
     Returns the runs, the problems that make the measurement broken (a job that failed, a
-    run whose attack produced no PSNR; each one named) and the jobs a user interrupted
-    (stopped sweeps: not run, not an error).
+    run whose attack produced no PSNR; each one named) and the jobs that did not finish
+    because the sweep was stopped or is still going (not run, not an error).
     """
     runs, problems, interrupted = [], [], []
     for job_file in sorted(sweep_dir.glob("job-*/job.json")):
         job = json.loads(job_file.read_text(encoding="utf-8"))
-        if job.get("status") == "interrupted":
+        if job.get("status") in ("interrupted", "running"):  # stopped, or still going
             interrupted.append(f"{sweep_dir.name}/{job_file.parent.name}")
             continue
         if job.get("status") != "ok" or not job.get("run_dir"):
@@ -291,7 +291,7 @@ def main() -> int:
         problems += broken
         interrupted += stopped
     if interrupted:
-        print(f"not run (sweep interrupted): {', '.join(interrupted)}")
+        print(f"not run (sweep stopped or still running): {', '.join(interrupted)}")
     print_table(runs)
     verdicts = study_verdicts(runs)
     if args.batchnorm:
