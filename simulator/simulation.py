@@ -43,6 +43,34 @@ def backend_config(cfg: ExperimentConfig, total_cpus: int | None = None) -> dict
     }
 
 
+RAY_START_ATTEMPTS = 3
+_RAY_START_TIMEOUT = "timed out during startup"
+"""Ray gives a new node's raylet a fixed 30 s to register; a loaded machine can miss it."""
+
+
+def start_ray(ray: Any, attempts: int = RAY_START_ATTEMPTS, **init_args: Any) -> None:
+    """``ray.init(**init_args)``, started again when Ray's node startup timed out.
+
+    Ray's fixed 30 s wait for the raylet is too short on a heavily loaded machine (several
+    sweep jobs starting Ray at once beside other work): the node is shut down and started
+    again, up to ``attempts`` times; any other error is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**init_args)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this one
+            if _RAY_START_TIMEOUT not in str(exc) or attempt == attempts:
+                raise
+            ray.shutdown()
+            print(
+                f"fedleak: Ray's node startup timed out (attempt {attempt} of {attempts}); "
+                "starting it again",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def run_in_simulation(
     cfg: ExperimentConfig, paths: RunPaths, *, verbose: bool = False, start_round: int = 1
 ) -> None:
@@ -71,9 +99,9 @@ def run_in_simulation(
         }
         address = cfg.pool.address or os.environ.get("RAY_ADDRESS")
         if address:  # an existing cluster: its own resources; clients and workers share them
-            ray.init(address=address, runtime_env=runtime_env, **quiet)
+            start_ray(ray, address=address, runtime_env=runtime_env, **quiet)
         else:
-            ray.init(runtime_env=runtime_env, **quiet, **config["init_args"])
+            start_ray(ray, runtime_env=runtime_env, **quiet, **config["init_args"])
     if not verbose:
         # Flower warns about its own deprecated run_simulation and skipped evaluation.
         logging.getLogger("flwr").setLevel(logging.ERROR)
