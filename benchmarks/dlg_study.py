@@ -43,7 +43,9 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +137,26 @@ def _value(overrides: Iterable[str], key: str, default: str) -> str:
     return values[-1] if values else default
 
 
-def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str], list[str]]:
-    """Every finished job of the sweep with its factors and the attack's mean PSNR.
+def _run_of(job: dict[str, Any], psnr: float) -> Run:
+    o = job["overrides"]
+    pruned = _value(o, "defense", "none") == "prune"
+    return Run(
+        model=_value(o, "model", "mlp"),
+        init=_value(o, "model.init", "default"),
+        activation=_value(o, "model.activation", "relu"),
+        batch=int(_value(o, "federation.batch_size", "1")),
+        prune=_value(o, "defense.prune.fraction", "0.9") if pruned else "none",
+        seed=int(job["seed"]),
+        psnr=psnr,
+    )
+
+
+Problem = tuple[str, Run]
+"""A job that makes the measurement broken, named, and its factors (PSNR NaN)."""
+
+
+def load_runs(sweep_dir: Path) -> tuple[list[Run], list[Problem], list[str]]:
+    """Every job of the sweep with its factors and the attack's mean PSNR (NaN: none).
 
     Returns the runs, the problems that make the measurement broken (a job that failed, a
     run whose attack produced no PSNR; each one named) and the jobs that did not finish
@@ -145,33 +165,31 @@ def load_runs(sweep_dir: Path) -> tuple[list[Run], list[str], list[str]]:
     runs, problems, interrupted = [], [], []
     for job_file in sorted(sweep_dir.glob("job-*/job.json")):
         job = json.loads(job_file.read_text(encoding="utf-8"))
+        name = f"{sweep_dir.name}/{job_file.parent.name}"
         if job.get("status") in ("interrupted", "running"):  # stopped, or still going
-            interrupted.append(f"{sweep_dir.name}/{job_file.parent.name}")
+            interrupted.append(name)
             continue
         if job.get("status") != "ok" or not job.get("run_dir"):
-            problems.append(f"{job_file.parent.name}: job status {job.get('status')!r}")
+            problems.append((f"{name}: job status {job.get('status')!r}", _run_of(job, math.nan)))
             continue
         rows = [json.loads(line) for line in (sweep_dir / job["run_dir"] / "leakage.jsonl").open()]
         psnrs = [r["psnr_mean"] for r in rows if r["status"] == "ok" and r["psnr_mean"]]
+        runs.append(_run_of(job, float(np.mean(psnrs)) if psnrs else math.nan))
         if not psnrs:
             reasons = "; ".join(f"{r['status']}: {r['reason'][:80]}" for r in rows) or "no row"
-            problems.append(f"{job_file.parent.name}: no PSNR ({reasons})")
-        o = job["overrides"]
-        pruned = _value(o, "defense", "none") == "prune"
-        runs.append(
-            Run(
-                model=_value(o, "model", "mlp"),
-                init=_value(o, "model.init", "default"),
-                activation=_value(o, "model.activation", "relu"),
-                batch=int(_value(o, "federation.batch_size", "1")),
-                prune=_value(o, "defense.prune.fraction", "0.9") if pruned else "none",
-                seed=int(job["seed"]),
-                psnr=float(np.mean(psnrs)) if psnrs else math.nan,
-            )
-        )
-    if not runs and not problems:
-        problems.append(f"{sweep_dir}: no finished job")
+            problems.append((f"{name}: no PSNR ({reasons})", runs[-1]))
     return runs, problems, interrupted
+
+
+def unsettled(runs: list[Run], problems: list[Problem]) -> tuple[list[str], list[str]]:
+    """(problems no other run settles, problems whose combination ran ok in another job).
+
+    A job that failed (say, Ray could not start on a loaded machine) and was run again ok,
+    in the same or a later sweep, leaves the measurement whole.
+    """
+    done = {replace(r, psnr=0.0) for r in runs if not math.isnan(r.psnr)}
+    broken = [m for m, run in problems if replace(run, psnr=0.0) not in done]
+    return broken, [m for m, run in problems if replace(run, psnr=0.0) in done]
 
 
 def print_table(runs: list[Run]) -> None:
@@ -284,14 +302,21 @@ def main() -> int:
                 f"({wall / max(1, count):.1f} s a run; {sweep_dir})"
             )
         sweep_dirs = [sweep_dir]
-    runs, problems, interrupted = [], [], []
+    runs: list[Run] = []
+    found_problems: list[Problem] = []
+    interrupted: list[str] = []
     for sweep_dir in sweep_dirs:
         found, broken, stopped = load_runs(sweep_dir)
         runs += found
-        problems += broken
+        found_problems += broken
         interrupted += stopped
     if interrupted:
         print(f"not run (sweep stopped or still running): {', '.join(interrupted)}")
+    problems, settled = unsettled(runs, found_problems)
+    for message in settled:
+        print(f"failed, then run again ok: {message}")
+    if not runs:
+        problems.append("no finished job")
     print_table(runs)
     verdicts = study_verdicts(runs)
     if args.batchnorm:

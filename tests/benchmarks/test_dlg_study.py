@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.dlg_study import load_runs
+from benchmarks.dlg_study import load_runs, unsettled
 from benchmarks.dlg_verdicts import (
     FAILS,
     HOLDS,
@@ -97,12 +97,14 @@ def test_a_reversed_result_is_reported_as_not_holding() -> None:
     assert pruning_verdict(reversed_runs)[1] == UNMEASURED
 
 
-def _job(sweep: Path, index: int, status: str, rows: list[dict[str, object]]) -> None:
+def _job(
+    sweep: Path, index: int, status: str, rows: list[dict[str, object]], seed: int = 0
+) -> None:
     job_dir = sweep / f"job-{index:03d}"
     run_dir = job_dir / "run"
     run_dir.mkdir(parents=True)
     overrides = ["model=cnn", "model.init=xavier_uniform", "model.activation=relu"]
-    record = {"status": status, "run_dir": f"job-{index:03d}/run", "seed": 0}
+    record = {"status": status, "run_dir": f"job-{index:03d}/run", "seed": seed}
     (job_dir / "job.json").write_text(json.dumps({**record, "overrides": overrides}))
     (run_dir / "leakage.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -116,11 +118,22 @@ def test_load_runs_names_every_broken_job(tmp_path: Path) -> None:
     _job(tmp_path, 3, "interrupted", [])
     runs, problems, interrupted = load_runs(tmp_path)
     assert [r.psnr for r in runs[:1]] == [21.5] and math.isnan(runs[1].psnr)
-    assert problems == [
-        "job-001: no PSNR (failed: RuntimeError: boom)",
-        "job-002: job status 'failed'",
+    name = tmp_path.name
+    assert [message for message, _ in problems] == [
+        f"{name}/job-001: no PSNR (failed: RuntimeError: boom)",
+        f"{name}/job-002: job status 'failed'",
     ]
-    assert interrupted == [f"{tmp_path.name}/job-003"]  # a stopped sweep: not run, not broken
+    assert interrupted == [f"{name}/job-003"]  # a stopped sweep: not run, not broken
+
+
+def test_a_failed_job_run_again_ok_leaves_the_measurement_whole(tmp_path: Path) -> None:
+    first, second = tmp_path / "sweep-a", tmp_path / "sweep-b"
+    _job(first, 0, "failed", [])
+    _job(second, 0, "ok", [{"status": "ok", "psnr_mean": 20.0, "reason": ""}])
+    runs, problems, _ = load_runs(first)
+    again, _, _ = load_runs(second)
+    assert unsettled(runs + again, problems) == ([], ["sweep-a/job-000: job status 'failed'"])
+    assert unsettled(runs, problems) == (["sweep-a/job-000: job status 'failed'"], [])
 
 
 @pytest.mark.parametrize(("broken", "code"), [(False, 0), (True, 1)])
@@ -130,7 +143,7 @@ def test_exit_code_reports_a_broken_measurement_not_a_finding(
     ok = {"status": "ok", "psnr_mean": 21.5, "reason": ""}
     _job(tmp_path, 0, "ok", [ok])
     if broken:
-        _job(tmp_path, 1, "failed", [])
+        _job(tmp_path, 1, "failed", [], seed=1)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "dlg_study.py"), "--sweep-dir", str(tmp_path)],
         capture_output=True,
@@ -139,4 +152,5 @@ def test_exit_code_reports_a_broken_measurement_not_a_finding(
     )
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert "not measured: PSNR falls as the batch size rises" in proc.stdout
-    assert ("measurement broken: job-001: job status 'failed'" in proc.stdout) == broken
+    expected = f"measurement broken: {tmp_path.name}/job-001: job status 'failed'"
+    assert (expected in proc.stdout) == broken
