@@ -144,8 +144,8 @@ def test_rendered_summary_box_carries_the_run_settings(
     assert facts["clients x rounds"] == "2 x 2" and facts["seed"] == "0"
     assert facts["defenses"] == "none" and facts["epsilon"] == "- (no differential privacy)"
     assert re.fullmatch(
-        r"analytic \(\S+ s per update\); inverting_gradients \(iterations 50, restarts 1; "
-        r"\S+ s per update\)",
+        r"analytic \(\S+ s per update\); inverting_gradients \(effort default, iterations 50, "
+        r"restarts 1; \S+ s per update\)",
         facts["attacks"],
     ), facts["attacks"]
     assert facts["leakage rows"] == "8 (8 ok)"
