@@ -283,7 +283,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--fed-batch-sizes", nargs="+", type=int, default=[2, 4, 6])
     parser.add_argument("--output-dir", type=Path, default=ROOT / "runs")
-    parser.add_argument("--sweep-dir", type=Path, help="summarise this part-1 sweep, run nothing")
+    parser.add_argument(
+        "--sweep-dir", type=Path, nargs="+", help="summarise these part-1 sweeps, run nothing"
+    )
     parser.add_argument("--datasets", nargs="+", default=["digits", "lfw"])
     parser.add_argument("--widths", nargs="+", type=int, default=[1, 2, 4, 8, 12, 24])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 4, 6])
@@ -307,12 +309,16 @@ def main() -> int:
     verdicts: list[tuple[str, bool, str]] = []
     problems: list[str] = []
     if args.part in ("all", "federation"):
-        sweep_dir = args.sweep_dir
-        if sweep_dir is None:
+        sweep_dirs = args.sweep_dir
+        if sweep_dirs is None:
             sweep_dir, wall = sweep(args)
             print(f"part 1: sweep with --jobs {args.jobs}: {wall:.0f} s ({sweep_dir})")
-        runs, broken = load_federation_runs(sweep_dir)
-        problems += broken
+            sweep_dirs = [sweep_dir]
+        runs = []
+        for sweep_dir in sweep_dirs:  # a grid run in parts is summarised together
+            found, broken = load_federation_runs(sweep_dir)
+            runs += found
+            problems += broken
         print_federation_table(runs)
         verdicts += mixing_verdicts(runs)
     if args.part in ("all", "map"):
