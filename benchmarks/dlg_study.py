@@ -80,6 +80,9 @@ FEDERATION = [
     "federation.num_clients=1",
     "federation.rounds=1",
     "pool=inprocess",
+    # the study's attack on ResNet-18 takes ~2 min on an idle CPU and over 5 min on a loaded
+    # one: the run waits for it instead of recording a timeout after the default 300 s
+    "pool.drain_timeout_s=7200",
 ]
 FULL = {
     "models": ["cnn", "resnet18"],
