@@ -1,7 +1,9 @@
 """Data sets as in-memory arrays, behind a name table.
 
 Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
-shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no network:
+shaped ``(N, C, H, W)`` and int64 labels, or flat rows of another modality (``domain``):
+tables (``fair`` offline, ``adult`` from OpenML: :mod:`simulator.tabular_datasets`) and 1-D
+signals (``gunpoint``, ``pigcvp``: :mod:`simulator.signal_datasets`). Offline images:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
@@ -27,13 +29,15 @@ seeded) into train and test.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from attacks.types import InputDomain
 from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+from simulator.tabular import TabularEncoder
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -73,12 +77,18 @@ class ArrayDataset:
         Number of classes of the task (not necessarily all present in this split).
     name : str
         Registry name of the data set.
+    domain : InputDomain
+        Modality and value range of the inputs (images in ``[0, 1]`` by default).
+    encoder : TabularEncoder | None
+        For tabular data, how rows were encoded (and how recovered rows decode).
     """
 
     inputs: np.ndarray
     labels: np.ndarray
     num_classes: int
     name: str
+    domain: InputDomain = field(default_factory=InputDomain)
+    encoder: TabularEncoder | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.dtype != np.float32:
@@ -102,7 +112,7 @@ class ArrayDataset:
 
     def subset(self, indices: np.ndarray) -> ArrayDataset:
         """Return the samples at ``indices`` (e.g. one client's partition) as a new data set."""
-        return ArrayDataset(self.inputs[indices], self.labels[indices], self.num_classes, self.name)
+        return replace(self, inputs=self.inputs[indices], labels=self.labels[indices])
 
 
 @dataclass(frozen=True)
@@ -362,6 +372,26 @@ register_dataset("photos", _load_photos)
 register_dataset("mnist", _torchvision_loader("mnist", "MNIST", 10))
 register_dataset("fashion_mnist", _torchvision_loader("fashion_mnist", "FashionMNIST", 10))
 register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))
+
+
+def _deferred(path: str, doc: str) -> DatasetLoader:
+    """The loader at ``path``, imported on first use (its module imports this one)."""
+
+    def load(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+        return import_object(path)(data_dir, seed, test_fraction)  # type: ignore[no-any-return]
+
+    load.__doc__ = doc
+    return load
+
+
+_MODALITY_SETS = {  # name: (module of its loader, description)
+    "fair": ("tabular", "statsmodels' fair: 6,366 rows, 5 discrete + 3 continuous; offline."),
+    "adult": ("tabular", "UCI Adult from OpenML: 48,842 rows, 8 discrete + 6 continuous."),
+    "gunpoint": ("signal", "UCR GunPoint: 200 z-normalised series of 150 samples; offline."),
+    "pigcvp": ("signal", "UCR PigCVP: 312 z-normalised series of 2,000 samples; offline."),
+}
+for _name, (_module, _doc) in _MODALITY_SETS.items():
+    register_dataset(_name, _deferred(f"simulator.{_module}_datasets.load_{_name}", _doc))
 
 
 def _load_huggingface(

@@ -10,6 +10,7 @@ Architectures (each one entry of a name table):
   channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
 - ``cnn``: McMahan et al.'s CNN (AISTATS 2017): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
+- ``cnn1d``: a small 1-D CNN for signals (:mod:`simulator.signal_models`).
 - ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels
   and one of two stems (``stem``): ``imagenet``, torchvision's 7x7 stride-2 convolution and
   3x3 max-pool (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016), or
@@ -31,7 +32,7 @@ Flattened sizes are found with a dummy forward pass, so every architecture accep
 size it can downsample (``digits``' 8x8 included).
 
 Weight initialisation (the init sweep of DLG sensitivity studies): ``default`` keeps torch's,
-the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``.
+the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and convolution.
 Biases always keep torch's default small uniform draw and are never zeroed, because analytic
 attacks (Phong et al. 2018: ``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need
 the neurons to be active.
@@ -255,7 +256,7 @@ def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
         model = builder(spec, make_activation)
         if init_fn is not None:
             for module in model.modules():
-                if isinstance(module, nn.Linear | nn.Conv2d):
+                if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
                     init_fn(module.weight)
     return model
 
@@ -274,17 +275,10 @@ def _image_shape(spec: ModelSpec) -> tuple[int, int, int]:
     return c, h, w
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     """Softmax regression: one dense layer (Eloul et al. 2024's "single linear dense layer")."""
     del act  # no hidden layer, nothing to activate
-    return nn.Sequential(nn.Flatten(), nn.Linear(_numel(spec.input_shape), spec.num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), spec.num_classes))
 
 
 def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
@@ -292,7 +286,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     width = spec.width or 100
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(_numel(spec.input_shape), width),
+        nn.Linear(math.prod(spec.input_shape), width),
         act(),
         nn.Linear(width, spec.num_classes),
     )
@@ -301,7 +295,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     """SPEAR's 6-layer fully connected network, width=200 hidden units per layer."""
     width = spec.width or 200
-    sizes = [_numel(spec.input_shape)] + [width] * 5 + [spec.num_classes]
+    sizes = [math.prod(spec.input_shape)] + [width] * 5 + [spec.num_classes]
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
@@ -342,6 +336,13 @@ def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     )
     flat = _flat_size(features, spec.input_shape)
     return nn.Sequential(*features, nn.Linear(flat, 512), act(), nn.Linear(512, spec.num_classes))
+
+
+def _cnn1d(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """A small 1-D CNN for signals (:mod:`simulator.signal_models`, which imports this)."""
+    from simulator.signal_models import cnn1d
+
+    return cnn1d(spec, act)
 
 
 def resolved_stem(spec: ModelSpec) -> str:
@@ -395,4 +396,5 @@ register_model("mlp", _mlp)
 register_model("fcnn", _fcnn)
 register_model("lenet", _lenet, default_activation="sigmoid")
 register_model("cnn", _cnn)
+register_model("cnn1d", _cnn1d)
 register_model("resnet18", _resnet18)
