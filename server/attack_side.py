@@ -16,6 +16,7 @@ from server.recorder import LeakageRecorder
 from server.update_store import UpdateStore
 from simulator.audit import AuditStore
 from simulator.config import ExperimentConfig
+from simulator.data_domain import DataDomain
 from simulator.datasets import DatasetSplits
 from simulator.experiment_data import experiment_spec, experiment_splits
 from simulator.models import ModelSpec
@@ -42,7 +43,8 @@ class AttackSide:
 def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -> AttackSide:
     """The attack pipeline of ``cfg`` (pool, policy, recorder) writing into ``paths``."""
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
-    recorder = LeakageRecorder(paths, audit)
+    train = experiment_splits(cfg).train
+    recorder = LeakageRecorder(paths, audit, DataDomain.of(train))
     plan = AttackPlan(
         names=cfg.attack.names,
         params=cfg.attack.params,
@@ -57,6 +59,12 @@ def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -
     )
     updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
     pipeline = AttackPipeline(
-        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
+        create_pool(cfg.pool),
+        recorder,
+        plan,
+        spec,
+        audit,
+        update_store=updates,
+        input_domain=train.domain,
     )
     return AttackSide(audit, recorder, pipeline, updates)

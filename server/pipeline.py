@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import InterceptedUpdate
+from attacks.types import InputDomain, InterceptedUpdate
 from server.capture import CapturedRound, decode, to_update
 from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
@@ -86,6 +86,9 @@ class AttackPipeline:
         Read only for disclosed labels (when the threat model allows it).
     poll_interval_s : float
         How often finished attacks are collected.
+    input_domain : InputDomain | None
+        The inputs' public schema (modality, bounds, one-hot blocks) every update carries to
+        the attacks; ``None``: images in ``[0, 1]``.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class AttackPipeline:
         audit: AuditStore | None = None,
         poll_interval_s: float = 0.1,
         update_store: UpdateStore | None = None,
+        input_domain: InputDomain | None = None,
     ) -> None:
         self.pool = pool
         self.recorder = recorder
@@ -104,6 +108,7 @@ class AttackPipeline:
         self.model_spec = model_spec
         self.audit = audit
         self.update_store = update_store
+        self.input_domain = input_domain or InputDomain()
         self._interval = poll_interval_s
         # A deque, not a queue.Queue: append is atomic and wakes no thread. Queue.put's notify
         # woke this thread inside the strategy's timed aggregate_train (~40 us of a switch);
@@ -189,6 +194,7 @@ class AttackPipeline:
                     num_classes=self.model_spec.num_classes,
                     disclosed_labels=labels,
                 )
+                update = replace(update, input_domain=self.input_domain)
             except ValueError as exc:
                 for name in self.plan.names:
                     reason = f"update rejected: {exc}"
@@ -253,7 +259,7 @@ class AttackPipeline:
     def _resubmit(self, item: Resubmission) -> None:
         for stored in item.updates:
             labels = self._disclosed_labels(stored.server_round, stored.node_id)
-            update = replace(stored, disclosed_labels=labels)
+            update = replace(stored, disclosed_labels=labels, input_domain=self.input_domain)
             for name in self.plan.names:
                 if (update.server_round, update.node_id, name) in item.done:
                     continue

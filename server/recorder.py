@@ -14,7 +14,8 @@ from attacks.types import AttackFailure, Reconstruction
 from server.pool.jobs import AttackResult
 from simulator import record_keys as keys
 from simulator.audit import AuditStore
-from simulator.metrics import compute_leakage
+from simulator.data_domain import DataDomain
+from simulator.modality_metrics import measure_leakage
 from simulator.results import STATUS_OK, JsonlAppender, LeakageRecord, RunPaths
 
 
@@ -27,11 +28,19 @@ class LeakageRecorder:
         The run directory.
     audit : AuditStore | None
         Ground truth; ``None`` when auditing is off (rows then carry no metrics).
+    domain : DataDomain | None
+        The data's modality (its metrics: :mod:`simulator.modality_metrics`) and encoder,
+        written to the run directory for the report; ``None``: images.
     """
 
-    def __init__(self, paths: RunPaths, audit: AuditStore | None) -> None:
+    def __init__(
+        self, paths: RunPaths, audit: AuditStore | None, domain: DataDomain | None = None
+    ) -> None:
         self.paths = paths
         self.audit = audit
+        self.domain = domain or DataDomain()
+        if domain is not None:
+            domain.write(paths.root)
         self.records: list[LeakageRecord] = []
         self._aggregated: dict[int, int] = {}  # round -> clients in its secure aggregate
         self._lock = threading.Lock()
@@ -59,11 +68,24 @@ class LeakageRecorder:
         if self.audit is None or not self.audit.has(server_round, node_id):
             return replace(base, reason="no ground truth (audit disabled)")
         truth = self.audit.read(server_round, node_id)
-        metrics = compute_leakage(truth.inputs, truth.labels, recon.inputs, recon.labels)
+        modality, encoder = self.domain.modality, self.domain.encoder
+        metrics = measure_leakage(
+            truth.inputs,
+            truth.labels,
+            recon.inputs,
+            recon.labels,
+            modality=modality,
+            encoder=encoder,
+        )
         init_psnr = math.nan
         if recon.initial_inputs is not None:
-            init_psnr = compute_leakage(
-                truth.inputs, truth.labels, recon.initial_inputs, recon.labels
+            init_psnr = measure_leakage(
+                truth.inputs,
+                truth.labels,
+                recon.initial_inputs,
+                recon.labels,
+                modality=modality,
+                encoder=encoder,
             ).psnr_mean
         target = self.paths.reconstruction_file(server_round, node_id, attack)
         target.parent.mkdir(parents=True, exist_ok=True)

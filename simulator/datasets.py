@@ -378,7 +378,8 @@ def _deferred(path: str, doc: str) -> DatasetLoader:
     """The loader at ``path``, imported on first use (its module imports this one)."""
 
     def load(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
-        return import_object(path)(data_dir, seed, test_fraction)  # type: ignore[no-any-return]
+        loader: DatasetLoader = import_object(path)
+        return loader(data_dir, seed, test_fraction)
 
     load.__doc__ = doc
     return load

@@ -34,7 +34,9 @@ class LeakageRecord:
     ``client`` is the client's partition id from the audit store (-1 without audit): unlike
     Flower's random ``node_id`` it is the same in every run of the experiment.
     ``psnr_init_mean`` is the PSNR of an optimisation attack's random starting point: the
-    baseline its ``psnr_mean`` must clearly exceed to count as leakage.
+    baseline its ``psnr_mean`` must clearly exceed to count as leakage. ``discrete_accuracy``
+    and ``continuous_mae`` (tables) and ``pearson_mean`` (signals) are the modality's own
+    metrics (:mod:`simulator.modality_metrics`), NaN for other data.
     """
 
     round: int
@@ -52,6 +54,9 @@ class LeakageRecord:
     recovery_rate: float = math.nan
     recovery_rate_loose: float = math.nan
     psnr_init_mean: float = math.nan
+    discrete_accuracy: float = math.nan
+    continuous_mae: float = math.nan
+    pearson_mean: float = math.nan
     num_samples: int = 0
     num_truth: int = 0
     num_reconstructed: int = 0
