@@ -11,7 +11,9 @@ stopping tolerances meaningful however small the gradient is.
 
 Unlike DLG's Gaussian draw, ``x'`` starts uniform in ``[0, 1]`` like the data, so the
 auditor's gain over the initialisation compares like with like. The optimisation is not
-box-constrained (DLG's is not); the returned inputs are clipped to ``[0, 1]``. L-BFGS
+box-constrained (DLG's is not); the returned inputs are clipped to ``[0, 1]``. Tables and
+signals (the update's :class:`~attacks.types.InputDomain`) are standardised, not bounded:
+their dummy starts standard normal and nothing is clipped. L-BFGS
 without a line search can diverge: every evaluated iterate is scored and the best finite
 one is returned.
 
@@ -30,6 +32,7 @@ from torch.nn import functional as F
 
 from attacks.base import Attack, AttackConfig
 from attacks.batchnorm import BatchStatisticsPrior, observed_statistics_prior
+from attacks.input_priors import initial_inputs, project_
 from attacks.losses import effective_batch_size, model_gradient, observed_gradient
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -271,9 +274,12 @@ def statistics_prior(
 def uniform_dummy(
     update: InterceptedUpdate, batch: int, dtype: torch.dtype, seed: int
 ) -> torch.Tensor:
-    """Dummy data uniform in ``[0, 1]``, drawn on the CPU from ``seed`` (same on any device)."""
+    """Dummy data drawn on the CPU from ``seed`` (same on any device): uniform in ``[0, 1]``
+    for images, standard normal for standardised tables and signals
+    (:func:`attacks.input_priors.initial_inputs`)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.rand((batch, *update.input_shape), generator=generator, dtype=dtype)
+    shape = (batch, *update.input_shape)
+    return initial_inputs(shape, update.input_domain, generator, dtype)
 
 
 class DLGAttack(Attack):
@@ -334,7 +340,9 @@ class DLGAttack(Attack):
         else:
             label_array = result.variables[1].argmax(dim=-1).cpu().numpy().astype(np.int64)
         return Reconstruction(
-            inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
+            inputs=project_(result.variables[0].detach().clone(), update.input_domain)
+            .cpu()
+            .numpy(),
             labels=label_array,
             iterations=result.iterations,
             details={

@@ -28,6 +28,7 @@ from attacks.dlg import (
     statistics_prior,
     uniform_dummy,
 )
+from attacks.input_priors import project_
 from attacks.label_restoration import infer_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -75,7 +76,9 @@ class IDLGAttack(Attack):
         )
         result = match_gradients_lbfgs(objective, [x], cfg)
         return Reconstruction(
-            inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
+            inputs=project_(result.variables[0].detach().clone(), update.input_domain)
+            .cpu()
+            .numpy(),
             labels=label_array,
             iterations=result.iterations,
             details={
