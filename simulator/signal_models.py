@@ -9,6 +9,7 @@ shrunk to train in seconds on a CPU. Flat ``(L,)`` inputs are read as one channe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -18,22 +19,23 @@ from simulator.models import ModelSpec
 
 
 def cnn1d(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
-    """The 1-D CNN for ``spec.input_shape`` ``(L,)`` or ``(C, L)``.
+    """The 1-D CNN for ``spec.input_shape``: ``(L,)`` is one channel of length L, and
+    ``(C, ...)`` is C channels of the remaining axes flattened (an image becomes C rows).
 
     Raises
     ------
     ValueError
-        For an input shape of another rank, or a series too short to pool twice.
+        For a series too short to pool twice (fewer than 4 samples).
     """
     shape = spec.input_shape
-    if len(shape) not in (1, 2) or shape[-1] < 4:
-        raise ValueError(
-            f"model {spec.name!r} needs an (L,) or (C, L) input with L >= 4, got {shape}"
-        )
     channels = 1 if len(shape) == 1 else shape[0]
+    length = math.prod(shape) // max(channels, 1)
+    if length < 4:
+        raise ValueError(f"model {spec.name!r} needs series of >= 4 samples, got shape {shape}")
     width = spec.width or 16
-    layers: list[nn.Module] = [nn.Unflatten(1, (1, shape[0]))] if len(shape) == 1 else []
-    layers += [
+    features = nn.Sequential(
+        nn.Flatten(),
+        nn.Unflatten(1, (channels, length)),
         nn.Conv1d(channels, width, kernel_size=7, padding=3),
         act(),
         nn.MaxPool1d(2),
@@ -41,8 +43,7 @@ def cnn1d(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
         act(),
         nn.MaxPool1d(2),
         nn.Flatten(),
-    ]
-    features = nn.Sequential(*layers)
+    )
     with torch.no_grad():
         flat = int(features(torch.zeros(1, *shape)).shape[1])
     return nn.Sequential(*features, nn.Linear(flat, spec.num_classes))
