@@ -92,8 +92,7 @@ def initial_inputs(
             if (domain.low, domain.high) == (0.0, 1.0)
             else domain.low + draw * (domain.high - domain.low)
         )
-    draw = torch.randn(shape, generator=generator, dtype=dtype)
-    return draw.clamp(min=domain.low, max=domain.high)
+    return project_(torch.randn(shape, generator=generator, dtype=dtype), domain)
 
 
 def project_(x: torch.Tensor, domain: InputDomain) -> torch.Tensor:
