@@ -72,7 +72,7 @@ class IDLGAttack(Attack):
         x = init.to(device, copy=True).requires_grad_(True)
         prior, prior_status = statistics_prior(cfg, model, update)
         objective = gradient_matching_objective(
-            model, update, x, lambda: labels, prior, cfg.batchnorm_weight
+            model, update, x, lambda: labels, prior, cfg.batchnorm_weight, cfg.tv_weight
         )
         result = match_gradients_lbfgs(objective, [x], cfg)
         return Reconstruction(

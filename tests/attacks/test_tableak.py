@@ -102,3 +102,24 @@ def test_priors_follow_the_modality() -> None:
     assert project_(start.clone(), image).max() <= 1.0
     smooth = torch.linspace(0, 1, 100)
     assert total_variation_1d(smooth) < total_variation_1d(torch.rand(100))
+
+
+def test_dlg_smoothness_prior_follows_the_modality() -> None:
+    from attacks.dlg import gradient_matching_objective
+
+    model = build_model(ModelSpec("mlp", (12,), 10), seed=0)
+    x = torch.rand(1, 12)
+    signal = replace(
+        sgd_update(model, x, torch.tensor([3])), input_domain=InputDomain("signal", None, None)
+    )
+    table = replace(signal, input_domain=InputDomain("tabular", None, None, ((0, 4),)))
+    probe = torch.rand(1, 12)
+    base = gradient_matching_objective(model, signal, probe, lambda: torch.tensor([3]))()
+    smooth = gradient_matching_objective(
+        model, signal, probe, lambda: torch.tensor([3]), tv_weight=0.5
+    )()
+    flat = gradient_matching_objective(
+        model, table, probe, lambda: torch.tensor([3]), tv_weight=0.5
+    )()
+    torch.testing.assert_close(smooth - base, 0.5 * total_variation_1d(probe))
+    torch.testing.assert_close(flat, base)  # no prior on a table
