@@ -48,7 +48,7 @@ class TabLeakConfig(AttackConfig):
     Attributes
     ----------
     iterations : int
-        Adam steps per restart.
+        Adam steps per restart at ``effort=default`` (scaled by the effort).
     lr : float
         Adam step size.
     restarts : int
@@ -63,6 +63,7 @@ class TabLeakConfig(AttackConfig):
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("iterations", "restarts"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -159,7 +160,7 @@ class TabLeakAttack(Attack):
         free = init.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([free], lr=cfg.lr)
         loss_name, domain = update.hyperparams.loss, update.input_domain
-        for _ in range(cfg.iterations):
+        for _ in range(cfg.scaled_count(cfg.iterations)):
             rows = relaxed_rows(free, domain, cfg.temperature)
             candidate = model_gradient(model, loss_name, rows, labels, create_graph=True)
             _, grad = target.loss_and_grad(candidate)
@@ -206,7 +207,7 @@ class TabLeakAttack(Attack):
             inputs=pooled.astype(np.float32).reshape(shape),
             labels=label_array,
             confidence=confidence,
-            iterations=cfg.iterations * cfg.restarts,
+            iterations=cfg.scaled_count(cfg.iterations) * cfg.restarts,
             details={"matching_loss": runs[0][1], "restarts": cfg.restarts},
         )
 

@@ -7,8 +7,10 @@ model is described or how intercepted updates reach the attack pool and the reco
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from attacks.registry import resolve_attack_names
 from server.pipeline import AttackPipeline, AttackPlan
 from server.policy import AttackPolicy
 from server.pool import create_pool
@@ -19,8 +21,10 @@ from simulator.config import ExperimentConfig
 from simulator.data_domain import DataDomain
 from simulator.datasets import DatasetSplits
 from simulator.experiment_data import experiment_spec, experiment_splits
-from simulator.models import ModelSpec
+from simulator.models import ModelSpec, build_model
 from simulator.results import RunPaths
+
+logger = logging.getLogger(__name__)
 
 
 def experiment_model(cfg: ExperimentConfig) -> tuple[ModelSpec, DatasetSplits]:
@@ -40,16 +44,36 @@ class AttackSide:
     updates: UpdateStore | None
 
 
+def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str | None]:
+    """``attack.names``, with ``attack.fallback`` added when none of them fits the model.
+
+    Returns the attacks of every attacked update and the notice that says why the fallback
+    joined them (``None`` when it did not); see :func:`attacks.registry.resolve_attack_names`.
+    """
+    model = build_model(spec, seed=cfg.seed)
+    return resolve_attack_names(
+        list(cfg.attack.names),
+        list(cfg.attack.fallback),
+        model,
+        spec.input_shape,
+        spec.num_classes,
+    )
+
+
 def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -> AttackSide:
     """The attack pipeline of ``cfg`` (pool, policy, recorder) writing into ``paths``."""
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
     train = experiment_splits(cfg).train
     recorder = LeakageRecorder(paths, audit, DataDomain.of(train))
+    names, notice = attack_names(cfg, spec)
+    if notice is not None:
+        logger.info("fedleak: %s", notice)
     plan = AttackPlan(
-        names=cfg.attack.names,
+        names=names,
         params=cfg.attack.params,
         seed=cfg.seed,
         device=cfg.device,
+        effort=cfg.attack.effort,
         disclose_labels="labels" in cfg.attack.disclose,
         policy=AttackPolicy(
             cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed

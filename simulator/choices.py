@@ -10,6 +10,13 @@ QUEUE_POLICIES = ("wait", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def accepted_efforts() -> list[str]:
+    """Accepted values of ``attack.effort`` (the attacks' budget levels)."""
+    from attacks.base import EFFORT_SCALES
+
+    return list(EFFORT_SCALES)
+
+
 def accepted_datasets() -> list[str]:
     """Registered data set names."""
     from simulator.datasets import available_datasets

@@ -60,8 +60,9 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
 
     Returns the start-up warnings (printed here), or the exit code of the first error.
     """
+    from server.attack_side import attack_names
     from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import experiment_splits
+    from simulator.experiment_data import experiment_spec, experiment_splits
     from simulator.preflight import PreflightError, partition_sizes, preflight
     from simulator.setting_warnings import DataFacts, startup_warnings
     from simulator.trainability import check_model_trains
@@ -71,6 +72,8 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
         experiment_splits(cfg)
         check_model_trains(cfg)
         warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+        notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))[1]
+        warnings += [notice] if notice else []
     except ConfigError as exc:
         return _error(str(exc), exit_codes.CONFIG_ERROR)
     except DatasetUnavailableError as exc:

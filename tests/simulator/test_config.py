@@ -78,6 +78,12 @@ def test_overrides_reach_the_typed_config() -> None:
             ["num_shares", "clients per round = 4"],
         ),
         (["federation.batch_labels=sorted"], ["federation.batch_labels", "equal", "random"]),
+        (["attack.effort=max"], ["attack.effort", "'max'", "fast", "thorough"]),
+        (["attack.fallback=[dlg3]"], ["attack.fallback", "'dlg3'", "inverting_gradients"]),
+        (
+            ["attack.fallback=[test_needs_labels]"],
+            ["attack.fallback", "test_needs_labels", "requires", "labels"],
+        ),
     ],
 )
 def test_erroneous_config_names_the_key(overrides: list[str], expected: list[str]) -> None:
@@ -142,3 +148,25 @@ def test_new_attack_settings_keep_the_plus_advice() -> None:
     assert "'+attack.params.inverting_gradients.lr=...'" in error.value.problems[0]
     cfg = load_experiment(["+attack.params.inverting_gradients.lr=0.2"])
     assert cfg.attack.params["inverting_gradients"]["lr"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("model", "names"),
+    [
+        ("mlp", ["analytic"]),  # the exact attack fits: no fallback, no notice
+        ("lenet", ["analytic", "inverting_gradients"]),  # a convolution first: the fallback runs
+        ("resnet18", ["analytic", "inverting_gradients"]),
+    ],
+)
+def test_default_attacks_measure_every_model(model: str, names: list[str]) -> None:
+    from server.attack_side import attack_names
+    from simulator.experiment_data import experiment_spec, experiment_splits
+
+    cfg = load_experiment([f"model={model}", "federation.batch_size=2"])
+    resolved, notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))
+    assert resolved == names
+    assert (notice is None) == (names == ["analytic"])
+    if notice:
+        assert "not the model's first layer" in notice and "attack.fallback=[]" in notice
+    off = load_experiment([f"model={model}", "attack.fallback=[]"])
+    assert attack_names(off, experiment_spec(off, experiment_splits(off)))[0] == ["analytic"]
