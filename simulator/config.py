@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator import exit_codes
 from simulator.choices import (
     BATCH_LABELS,
     DEVICES,
@@ -30,6 +31,7 @@ from simulator.choices import (
     accepted_stems,
     attack_requirements,
 )
+from simulator.errors import FedleakError
 from simulator.targets import (
     choice_or_import,
     extra_defense_problems,
@@ -41,8 +43,10 @@ UPDATE_DEFENSES = ("prune", "dp", "quantize", "secagg")
 """Defenses on the update, in the order a client applies them."""
 
 
-class ConfigError(ValueError):
+class ConfigError(FedleakError, ValueError):
     """One or more invalid config entries; ``problems`` holds one line per entry."""
+
+    exit_code = exit_codes.CONFIG_ERROR
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from simulator import exit_codes
+from simulator.errors import FedleakError
 from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
 
 __all__ = [
@@ -55,8 +57,10 @@ DEFAULT_DATASET = "digits"
 _OFFLINE_SETS = "dataset=digits, dataset=lfw or dataset=photos"
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(FedleakError, RuntimeError):
     """A data set that has to be downloaded could not be fetched (typically: no network)."""
+
+    exit_code = exit_codes.DATASET_UNAVAILABLE
 
 
 @dataclass(frozen=True)
