@@ -363,4 +363,4 @@ class SpearAttack(Attack):
         )
 
 
-register_attack("spear", SpearAttack)
+register_attack(SpearAttack)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from attacks.name_table import Registry
+
 MODES = ("fedsgd", "fedavg")
 LOSSES = ("cross_entropy", "mse")
 BATCH_LABELS = ("random", "equal")
-POOL_BACKENDS = ("ray", "inprocess")
 QUEUE_POLICIES = ("wait", "skip")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+POOL_BACKENDS: Registry[str | Callable[..., Any]] = Registry("pool backend")
+"""Attack-pool backends: name -> the factory ``factory(PoolConfig) -> AttackPool``, or its
+import path. fedleak's own are import paths, so that the config layer knows their names
+without importing the server (:func:`server.pool.create_pool` imports the one a run uses)."""
+POOL_BACKENDS.register("ray", "server.pool.ray_pool:RayAttackPool")
+POOL_BACKENDS.register("inprocess", "server.pool.inprocess:InProcessAttackPool")
+
+
+def accepted_pool_backends() -> list[str]:
+    """Registered attack-pool backends."""
+    return POOL_BACKENDS.names()
 
 
 def accepted_datasets() -> list[str]:

@@ -14,18 +14,16 @@ nothing of ours, :mod:`attacks.registry`):
      my_net = "my_pkg.nets:MyNet"
 
   and the registry of that group lists ``my_net`` beside fedleak's own entries. Discovery
-  runs lazily, once per process, on the registry's first lookup, so it happens in Ray
-  workers and Flower's app processes as well as in the ``fedleak`` command.
+  (:class:`attacks.name_table.Registry`) runs lazily, once per process, on the registry's
+  first lookup, so it happens in Ray workers and Flower's app processes as well as in the
+  ``fedleak`` command.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import threading
-import warnings
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 __all__ = [
@@ -33,14 +31,10 @@ __all__ = [
     "call_with",
     "import_object",
     "is_import_path",
-    "load_entry_points",
 ]
 
 ENTRY_POINT_GROUPS = ("fedleak.attacks", "fedleak.models", "fedleak.datasets", "fedleak.defenses")
 """The entry-point groups fedleak reads (attacks are read by :mod:`attacks.registry`)."""
-
-_LOCK = threading.RLock()  # re-entrant: a plug-in module may look its own registry up
-_LOADED: set[str] = set()
 
 
 def is_import_path(name: str) -> bool:
@@ -93,25 +87,3 @@ def call_with(fn: Callable[..., Any], args: Mapping[str, Any], offered: Mapping[
         if name not in args and (takes_all or name in parameters)
     }
     return fn(**dict(args), **extra)
-
-
-def load_entry_points(group: str, register: Callable[[str, Any], object]) -> None:
-    """Register every entry point of ``group`` once per process, by its name.
-
-    A plug-in that fails to load, or whose name is taken, is skipped with a warning that
-    names it: one broken package must not stop fedleak.
-    """
-    with _LOCK:
-        if group in _LOADED:
-            return
-        _LOADED.add(group)
-        for entry in entry_points(group=group):
-            try:
-                register(entry.name, entry.load())
-            except Exception as exc:  # a broken plug-in is reported, never fatal
-                warnings.warn(
-                    f"fedleak: skipped entry point {entry.name!r} = {entry.value!r} of group "
-                    f"{group!r}: {type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
