@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from attacks.name_table import Registry
+from attacks.types import LossName, TrainingMode
 
-MODES = ("fedsgd", "fedavg")
-LOSSES = ("cross_entropy", "mse")
-BATCH_LABELS = ("random", "equal")
-QUEUE_POLICIES = ("wait", "skip")
-DEVICES = ("auto", "cpu", "cuda")
+BatchLabels = Literal["random", "equal"]
+"""``federation.batch_labels``."""
+QueuePolicy = Literal["wait", "skip"]
+"""``pool.when_full``."""
+Device = Literal["auto", "cpu", "cuda"]
+"""``device``."""
+
+# the closed sets, read from the Literal types the config schema is annotated with
+MODES: tuple[str, ...] = get_args(TrainingMode)
+LOSSES: tuple[str, ...] = get_args(LossName)
+BATCH_LABELS: tuple[str, ...] = get_args(BatchLabels)
+QUEUE_POLICIES: tuple[str, ...] = get_args(QueuePolicy)
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 POOL_BACKENDS: Registry[str | Callable[..., Any]] = Registry("pool backend")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from attacks.types import LossName, TrainingMode
 from simulator import exit_codes
 from simulator.choices import (
     BATCH_LABELS,
@@ -21,6 +22,9 @@ from simulator.choices import (
     LOSSES,
     MODES,
     QUEUE_POLICIES,
+    BatchLabels,
+    Device,
+    QueuePolicy,
     accepted_activations,
     accepted_attacks,
     accepted_datasets,
@@ -86,13 +90,13 @@ class FederationConfig:
 
     num_clients: int = 4
     rounds: int = 3
-    mode: str = "fedsgd"
+    mode: TrainingMode = "fedsgd"
     batch_size: int = 1
     lr: float = 0.1
     local_epochs: int = 1
     local_steps: int | None = None
-    loss: str = "cross_entropy"
-    batch_labels: str = "random"
+    loss: LossName = "cross_entropy"
+    batch_labels: BatchLabels = "random"
     """``random`` batches, or ``equal``: every batch drawn from one label (Eloul et al. 2024's
     mixing)."""
     fraction_train: float = 1.0
@@ -209,7 +213,7 @@ class PoolConfig:
     drain_timeout_s: float = 300.0
     max_pending: int = 256
     """Attacks queued or running at most; beyond it ``when_full`` applies."""
-    when_full: str = "wait"
+    when_full: QueuePolicy = "wait"
     """``wait``: the pipeline waits for room (training never does); ``skip``: record ``skipped``."""
     max_retries: int = 1
     """Re-runs of an attack whose worker process died (SIGKILL, OOM) before it is ``failed``."""
@@ -237,7 +241,7 @@ class ExperimentConfig:
     name: str = "default"
     seed: int = 0
     output_dir: str = "runs"
-    device: str = "auto"
+    device: Device = "auto"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
@@ -267,6 +271,8 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             return None
         inner = next(a for a in args if a is not type(None))
         return _coerce(value, inner, key, problems)
+    if origin is typing.Literal:  # the type here; the value set in _check_choices, with the rest
+        return _coerce(value, type(typing.get_args(tp)[0]), key, problems)
     if origin is list:
         if not isinstance(value, list | tuple):
             problems.append(f"{key}: expected a list, got {value!r}")

@@ -6,19 +6,19 @@ import csv
 import json
 import math
 import os
-import typing
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from attacks.types import AttackStatus
+from attacks.types import Status
 
-STATUS_OK = "ok"
-STATUS_REJECTED = "rejected"
+STATUS_OK = Status.OK
+"""Short for ``Status.OK`` (the status of a row with metrics)."""
+STATUS_REJECTED = Status.REJECTED
 """A reply the server refused to aggregate (written by the attack pipeline, not an attack)."""
-STATUSES: tuple[str, ...] = (STATUS_OK, *typing.get_args(AttackStatus), STATUS_REJECTED)
+STATUSES: tuple[Status, ...] = tuple(Status)
 """Every status a row can carry, in the order tables show them."""
 STATUS_TITLES = {"not_applicable": "not applicable"}
 """How a status reads in prose and in the HTML report (the others read as they are)."""
@@ -40,7 +40,7 @@ class LeakageRecord:
     round: int
     node_id: int
     attack: str
-    status: str
+    status: Status
     reason: str = ""
     client: int = -1
     psnr_mean: float = math.nan
@@ -79,6 +79,8 @@ class LeakageRecord:
             for k, v in row.items()
             if k in names
         }
+        if kwargs.get("status") in set(Status):  # any other status is kept as read
+            kwargs["status"] = Status(kwargs["status"])
         return cls(**kwargs)
 
 
@@ -89,7 +91,7 @@ def status_counts(records: Iterable[LeakageRecord]) -> dict[str, int]:
     of being folded into another.
     """
     counts = Counter(r.status for r in records)
-    known = {status: counts.pop(status, 0) for status in STATUSES}
+    known = {status.value: counts.pop(status, 0) for status in STATUSES}
     return {**known, **dict(sorted(counts.items()))}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from attacks.types import AttackFailure
+from attacks.types import AttackFailure, Status
 from server.pool.jobs import AttackJob, AttackResult
 from simulator.choices import POOL_BACKENDS
 from simulator.config import PoolConfig
@@ -52,7 +52,7 @@ def timed_out(job: AttackJob, deadline_s: float) -> AttackResult:
     return AttackResult(
         job=job,
         outcome=AttackFailure(
-            "timeout",
+            Status.TIMEOUT,
             f"not finished within the {deadline_s:g} s drain deadline (pool.drain_timeout_s)",
         ),
     )

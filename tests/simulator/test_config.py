@@ -142,3 +142,23 @@ def test_new_attack_settings_keep_the_plus_advice() -> None:
     assert "'+attack.params.inverting_gradients.lr=...'" in error.value.problems[0]
     cfg = load_experiment(["+attack.params.inverting_gradients.lr=0.2"])
     assert cfg.attack.params["inverting_gradients"]["lr"] == 0.2
+
+
+def test_closed_fields_are_literal_types_whose_values_are_the_accepted_ones() -> None:
+    import typing
+
+    from simulator import choices
+    from simulator.config import FederationConfig, PoolConfig, experiment_from_mapping
+
+    closed = {
+        (FederationConfig, "mode"): choices.MODES,
+        (FederationConfig, "loss"): choices.LOSSES,
+        (FederationConfig, "batch_labels"): choices.BATCH_LABELS,
+        (PoolConfig, "when_full"): choices.QUEUE_POLICIES,
+        (ExperimentConfig, "device"): choices.DEVICES,
+    }
+    for (schema, name), accepted in closed.items():
+        hint = typing.get_type_hints(schema)[name]
+        assert typing.get_origin(hint) is typing.Literal and typing.get_args(hint) == accepted
+    with pytest.raises(ConfigError, match=r"federation.mode: 'sgd' is not one of \['fedavg'"):
+        experiment_from_mapping({"federation": {"mode": "sgd"}})
