@@ -15,6 +15,7 @@ canonical reply order (the masked sum does not depend on it).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from flwr.app import Array, ArrayRecord, Context, RecordDict
 from flwr.common import (
@@ -82,6 +83,27 @@ def _weighted_train_loss(metrics: list[tuple[int, Metrics]]) -> Metrics:
     return {keys.TRAIN_LOSS: sum(n * float(v) for n, v in losses) / total}
 
 
+def _curious_fedavg(
+    run: FederationRun,
+    names: list[str],
+    evaluate_fn: Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]],
+    base_config: dict[str, Scalar],
+) -> CuriousSecAggStrategy:
+    """Legacy FedAvg (what SecAgg+ drives) wrapped by the curious strategy."""
+    fed = run.cfg.federation
+    inner = FedAvg(
+        fraction_fit=fed.fraction_train,
+        fraction_evaluate=0.0,
+        min_fit_clients=2,  # SecAgg+ needs at least two clients
+        min_available_clients=fed.num_clients,
+        evaluate_fn=evaluate_fn,
+        on_fit_config_fn=lambda r: {**base_config, keys.SERVER_ROUND: r},
+        initial_parameters=ndarrays_to_parameters([t.numpy() for t in run.initial_state.values()]),
+        fit_metrics_aggregation_fn=_weighted_train_loss,
+    )
+    return CuriousSecAggStrategy(inner, run.side.pipeline, run.side.recorder, names, run.cfg.seed)
+
+
 def run_secagg_federation(
     grid: Grid, cfg: ExperimentConfig, paths: RunPaths, start_round: int = 1
 ) -> CuriousSecAggStrategy:
@@ -119,17 +141,7 @@ def run_secagg_federation(
         row = evaluator.rows[-1]
         return row["test_loss"], {"test_accuracy": row["test_accuracy"]}
 
-    inner = FedAvg(
-        fraction_fit=fed.fraction_train,
-        fraction_evaluate=0.0,
-        min_fit_clients=2,  # SecAgg+ needs at least two clients
-        min_available_clients=fed.num_clients,
-        evaluate_fn=evaluate_fn,
-        on_fit_config_fn=lambda r: {**base_config, keys.SERVER_ROUND: r},
-        initial_parameters=ndarrays_to_parameters([t.numpy() for t in run.initial_state.values()]),
-        fit_metrics_aggregation_fn=_weighted_train_loss,
-    )
-    strategy = CuriousSecAggStrategy(inner, run.side.pipeline, run.side.recorder, names, cfg.seed)
+    strategy = _curious_fedavg(run, names, evaluate_fn, base_config)
     context = LegacyContext(
         Context(
             run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}

@@ -26,6 +26,7 @@ seeded) into train and test.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 from attacks.name_table import Registry
 from simulator import exit_codes
 from simulator.errors import FedleakError
-from simulator.plugins import call_with, import_object, is_import_path
+from simulator.plugins import call_with, registered_or_imported
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -153,12 +154,8 @@ def dataset_loader(name: str) -> DatasetLoader:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    if name in DATASETS or not is_import_path(name):
-        return DATASETS.get(name)
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"dataset {name!r} is a {type(target).__name__}, not a loader function")
-    return _target_loader(name, target)
+    adapt = functools.partial(_target_loader, name)
+    return registered_or_imported(DATASETS, name, adapt, "a loader function")
 
 
 def _target_loader(name: str, target: Callable[..., Any]) -> DatasetLoader:

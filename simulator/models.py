@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from attacks.name_table import Registry
-from simulator.plugins import call_with, import_object, is_import_path
+from simulator.plugins import call_with, registered_or_imported
 
 __all__ = [
     "STEMS",
@@ -172,12 +172,7 @@ def model_builder(name: str) -> ModelBuilder:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    if name in MODELS or not is_import_path(name):
-        return MODELS.get(name)
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"model {name!r} is a {type(target).__name__}, not a class or function")
-    return _target_builder(target)
+    return registered_or_imported(MODELS, name, _target_builder, "a class or function")
 
 
 def _target_builder(target: Callable[..., Any]) -> ModelBuilder:

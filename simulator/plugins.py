@@ -24,14 +24,19 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from attacks.name_table import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
     "call_with",
     "import_object",
     "is_import_path",
+    "registered_or_imported",
 ]
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUPS = ("fedleak.attacks", "fedleak.models", "fedleak.datasets", "fedleak.defenses")
 """The entry-point groups fedleak reads (attacks are read by :mod:`attacks.registry`)."""
@@ -87,3 +92,23 @@ def call_with(fn: Callable[..., Any], args: Mapping[str, Any], offered: Mapping[
         if name not in args and (takes_all or name in parameters)
     }
     return fn(**dict(args), **extra)
+
+
+def registered_or_imported(
+    table: Registry[T], name: str, adapt: Callable[[Callable[..., Any]], T], what: str
+) -> T:
+    """The item registered as ``name`` in ``table``, or ``adapt(target)`` when ``name`` is the
+    import path of a callable ``target`` (Hydra's ``_target_``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither (the message lists the registered names), its import fails, or
+        it names something that is not callable (the message says it should be ``what``).
+    """
+    if name in table or not is_import_path(name):
+        return table.get(name)
+    target = import_object(name)
+    if not callable(target):
+        raise ValueError(f"{table.kind} {name!r} is a {type(target).__name__}, not {what}")
+    return adapt(target)

@@ -7,12 +7,14 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from attacks.types import Status
+
+_Row = TypeVar("_Row")
 
 STATUS_OK = Status.OK
 """Short for ``Status.OK`` (the status of a row with metrics)."""
@@ -188,17 +190,24 @@ class JsonlAppender:
         self._handle.close()
 
 
-def read_leakage(path: Path) -> list[LeakageRecord]:
-    """All complete rows of a ``leakage.jsonl`` (a torn last line after a crash is skipped)."""
+def _parsed_lines(
+    path: Path, parse: Callable[[str], _Row], errors: tuple[type[Exception], ...]
+) -> list[_Row]:
+    """Every line of ``path`` that ``parse`` reads without ``errors`` (a torn one is skipped)."""
     if not path.is_file():
         return []
-    records = []
+    rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(LeakageRecord.from_json(line))
-        except (json.JSONDecodeError, TypeError):
+            rows.append(parse(line))
+        except errors:
             continue
-    return records
+    return rows
+
+
+def read_leakage(path: Path) -> list[LeakageRecord]:
+    """All complete rows of a ``leakage.jsonl`` (a torn last line after a crash is skipped)."""
+    return _parsed_lines(path, LeakageRecord.from_json, (json.JSONDecodeError, TypeError))
 
 
 def read_run_config(paths: RunPaths) -> dict[str, Any]:
@@ -214,15 +223,7 @@ def read_run_config(paths: RunPaths) -> dict[str, Any]:
 
 def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
     """Plain dict rows of a JSONL file; a torn last line is skipped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return _parsed_lines(path, json.loads, (json.JSONDecodeError,))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
