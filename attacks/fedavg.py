@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from attacks.labels import find_last_layer, idlg_label, infer_label_counts
-from attacks.losses import effective_batch_size, model_gradient, observed_gradient, training_loss
+from attacks.label_restoration import observed_logit_layer, restore_label_counts
+from attacks.labels import idlg_label
+from attacks.losses import effective_batch_size, model_gradient, training_loss
 from attacks.types import InterceptedUpdate
 
 
@@ -96,25 +97,20 @@ def local_step_count(update: InterceptedUpdate) -> int:
 def infer_local_labels(
     model: nn.Module, update: InterceptedUpdate, schedule: LocalSchedule
 ) -> np.ndarray:
-    """Labels of the N unknowns from the aggregated last-layer update (iDLG / label counts).
+    """Labels of the N unknowns from the aggregated last-layer update (iDLG / label restoration).
 
     The FedAvg pseudo-gradient ``(global - client) / lr`` is the sum of the K steps' batch-mean
     gradients, i.e. ``num_slots / B`` times the mean per-sample gradient when the parameters
     drift little during the K steps; it is rescaled to that mean before
-    :func:`~attacks.labels.infer_label_counts` splits it into N labels (class order).
+    :func:`~attacks.label_restoration.restore_label_counts` restores N labels (class order):
+    exact for one step of an untrained network, the count estimate's refinement beyond.
     """
-    layer = find_last_layer(model, update.num_classes)
-    grads = observed_gradient(model, update)
-    weight_grad = grads[layer.weight_index]
-    bias_grad = None if layer.bias_index is None else grads[layer.bias_index]
     if schedule.num_samples == 1:
-        return np.array([idlg_label(weight_grad, bias_grad)], dtype=np.int64)
+        layer = observed_logit_layer(model, update)
+        return np.array([idlg_label(layer.weight_grad, layer.bias_grad)], dtype=np.int64)
     scale = max(len(batch) for batch in schedule.batches) / schedule.num_slots
-    return infer_label_counts(
-        weight_grad * scale,
-        None if bias_grad is None else bias_grad * scale,
-        schedule.num_samples,
-    )
+    layer = observed_logit_layer(model, update, scale)
+    return restore_label_counts(layer, schedule.num_samples).labels
 
 
 def simulated_update(

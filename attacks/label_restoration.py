@@ -223,6 +223,36 @@ def restore_label_counts(layer: LogitLayer, batch_size: int) -> LabelRestoration
     return LabelRestoration(labels, _confidence(scored, best), residual, residual <= _EXACT)
 
 
+def observed_logit_layer(
+    model: nn.Module, update: InterceptedUpdate, scale: float = 1.0
+) -> LogitLayer:
+    """The classifier layer's weights and its observed gradient times ``scale`` (float64).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The global model: the last layer's weights and the gradient's layout.
+    update : InterceptedUpdate
+        The intercepted update; its pseudo-gradient supplies the last-layer gradient.
+    scale : float
+        Factor on the gradient (a FedAvg update rescaled to one batch's mean gradient).
+    """
+    found = find_last_layer(model, update.num_classes)
+    grads = observed_gradient(model, update)
+    params = list(model.parameters())
+    weight_grad = grads[found.weight_index].detach().double().reshape(update.num_classes, -1)
+    bias_grad = None if found.bias_index is None else grads[found.bias_index].detach().double()
+    weight = params[found.weight_index].detach().double().reshape(update.num_classes, -1)
+    bias = None if found.bias_index is None else params[found.bias_index].detach().double()
+    return LogitLayer(
+        weight_grad * scale,
+        None if bias_grad is None else bias_grad * scale,
+        weight,
+        bias,
+        update.hyperparams.loss,
+    )
+
+
 def restore_labels(model: nn.Module, update: InterceptedUpdate) -> LabelRestoration:
     """Labels of the intercepted batch: iDLG for ``B = 1``, :func:`restore_label_counts` beyond.
 
@@ -233,18 +263,11 @@ def restore_labels(model: nn.Module, update: InterceptedUpdate) -> LabelRestorat
     update : InterceptedUpdate
         The intercepted update; its pseudo-gradient supplies the last-layer gradient.
     """
-    found = find_last_layer(model, update.num_classes)
-    grads = observed_gradient(model, update)
-    params = list(model.parameters())
-    weight_grad = grads[found.weight_index].detach().double().reshape(update.num_classes, -1)
+    layer = observed_logit_layer(model, update)
     batch = effective_batch_size(update)
-    bias_grad = None if found.bias_index is None else grads[found.bias_index].detach().double()
     if batch == 1:
-        label = idlg_label(weight_grad, bias_grad)
+        label = idlg_label(layer.weight_grad, layer.bias_grad)
         return LabelRestoration(np.array([label], dtype=np.int64), np.ones(1), math.nan, False)
-    weight = params[found.weight_index].detach().double().reshape(update.num_classes, -1)
-    bias = None if found.bias_index is None else params[found.bias_index].detach().double()
-    layer = LogitLayer(weight_grad, bias_grad, weight, bias, update.hyperparams.loss)
     return restore_label_counts(layer, batch)
 
 
