@@ -57,6 +57,7 @@ class AnalyticConfig(AttackConfig):
     top_k: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
@@ -264,20 +265,32 @@ class AnalyticAttack(Attack):
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
         """Return why Phong et al. 2018's formula does not give the input here, or ``None``."""
-        found = first_linear_with_bias(model)
-        if found is None:
-            return "model has no nn.Linear layer with bias; the analytic attack needs dL/db1"
-        name, layer = found
+        reason = self.architecture_reason(model, update.input_shape, update.num_classes)
+        if reason is not None:
+            return reason
         reason = single_gradient_reason(update)
         if reason is not None:
             return reason
+        found = first_linear_with_bias(model)
+        assert found is not None  # architecture_reason checked it
+        name = found[0]
         bias_grad = update.pseudo_gradient()[_prefixed(name, "bias")]
         if not bool(torch.any(bias_grad != 0)):
             return (
                 f"no active neuron in layer {name!r}: dL/db1[j] = 0 for every j, so the "
                 "formula x = dL/dW1[j,:] / dL/db1[j] has no valid j (Phong et al. 2018)"
             )
-        numel = math.prod(update.input_shape)
+        return None
+
+    def architecture_reason(
+        self, model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+    ) -> str | None:
+        """Return why no update of this model gives its input by the formula, or ``None``."""
+        found = first_linear_with_bias(model)
+        if found is None:
+            return "model has no nn.Linear layer with bias; the analytic attack needs dL/db1"
+        name, layer = found
+        numel = math.prod(input_shape)
         if not is_first_layer(model, layer, numel):
             return (
                 f"layer {name!r} (in_features={layer.in_features}) is not the model's first "

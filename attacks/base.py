@@ -20,10 +20,36 @@ from attacks.types import (
     Status,
 )
 
+EFFORT_SCALES: dict[str, float] = {"fast": 0.25, "default": 1.0, "thorough": 4.0}
+"""Factor on an optimisation attack's budget (iterations, time) per ``effort`` level.
+
+Closed-form attacks (analytic, direct_batch) take no budget and ignore it."""
+
 
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-    """Base of every attack's settings; subclasses add typed fields with defaults."""
+    """Base of every attack's settings; subclasses add typed fields with defaults.
+
+    Attributes
+    ----------
+    effort : str
+        One knob for every attack's budget: ``fast``, ``default`` or ``thorough``
+        (:data:`EFFORT_SCALES`); an attack scales its own iterations or time by it.
+    """
+
+    effort: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.effort not in EFFORT_SCALES:
+            raise ValueError(f"effort must be one of {sorted(EFFORT_SCALES)}, got {self.effort!r}")
+
+    def scaled(self, budget: float) -> float:
+        """``budget`` times the effort's factor."""
+        return budget * EFFORT_SCALES[self.effort]
+
+    def scaled_count(self, budget: int) -> int:
+        """``budget`` times the effort's factor, rounded, at least 1."""
+        return max(1, round(self.scaled(budget)))
 
 
 class Attack(ABC):
@@ -52,6 +78,17 @@ class Attack(ABC):
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
         """Return why the attack cannot run on this model and update, or ``None``."""
+        return None
+
+    def architecture_reason(
+        self, model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+    ) -> str | None:
+        """Return why the attack can never run on this architecture, whatever the update.
+
+        ``None`` (the default) when some update of this model may be attacked. A run uses it
+        before it starts, to put a fallback attack in the place of attacks that could only
+        ever record ``not_applicable`` (see :func:`attacks.registry.resolve_attack_names`).
+        """
         return None
 
     @abstractmethod

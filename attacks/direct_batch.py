@@ -67,6 +67,7 @@ class DirectBatchConfig(AttackConfig):
     tolerance: float = 1e-10
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
         if self.tolerance < 0:
@@ -206,23 +207,32 @@ class DirectBatchAttack(Attack):
 
     def not_applicable_reason(self, model: nn.Module, update: InterceptedUpdate) -> str | None:
         """Return why eq. 8 cannot reach the client's data through this model, or ``None``."""
+        reason = self.architecture_reason(model, update.input_shape, update.num_classes)
+        if reason is not None:
+            return reason
+        if update.is_zero():
+            return "the update is all zeros: eq. 8 has nothing to divide"
+        return None
+
+    def architecture_reason(
+        self, model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+    ) -> str | None:
+        """Return why the model is not a dense chain from the input to the logits, or ``None``."""
         chain = dense_chain(model)
         if isinstance(chain, str):
             return chain
         first, last = chain[0].linear, chain[-1].linear
-        numel = math.prod(update.input_shape)
+        numel = math.prod(input_shape)
         if first.in_features != numel:
             return (
                 f"layer {chain[0].name!r} has in_features={first.in_features}, not the "
                 f"{numel}-dimensional input: the formula would recover features, not data"
             )
-        if last.out_features != update.num_classes or last.bias is None:
+        if last.out_features != num_classes or last.bias is None:
             return (
                 f"layer {chain[-1].name!r} is not a logit layer with bias over "
-                f"{update.num_classes} classes: eq. 8 divides by dL/db of the logits"
+                f"{num_classes} classes: eq. 8 divides by dL/db of the logits"
             )
-        if update.is_zero():
-            return "the update is all zeros: eq. 8 has nothing to divide"
         return None
 
     def reconstruct(

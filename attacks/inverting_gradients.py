@@ -50,7 +50,7 @@ class InvertingGradientsConfig(AttackConfig):
     Attributes
     ----------
     iterations : int
-        Optimiser steps per restart.
+        Optimiser steps per restart at ``effort=default`` (scaled by the effort).
     lr : float
         Adam step size before decay.
     tv_weight : float
@@ -84,6 +84,7 @@ class InvertingGradientsConfig(AttackConfig):
     batchnorm_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("iterations", "restarts"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -327,7 +328,7 @@ class InvertingGradientsAttack(Attack):
         return Reconstruction(
             inputs=best_x.cpu().numpy(),
             labels=best_labels,
-            iterations=cfg.iterations * cfg.restarts,
+            iterations=cfg.scaled_count(cfg.iterations) * cfg.restarts,
             details={
                 "matching_loss": best_loss,
                 "restarts": cfg.restarts,
@@ -346,8 +347,9 @@ class InvertingGradientsAttack(Attack):
         assert isinstance(cfg, InvertingGradientsConfig)
         x = init.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=cfg.lr)
-        decay_at = [int(cfg.iterations * f) for f in DECAY_POINTS] if cfg.lr_decay else []
-        for iteration in range(cfg.iterations):
+        iterations = cfg.scaled_count(cfg.iterations)
+        decay_at = [int(iterations * f) for f in DECAY_POINTS] if cfg.lr_decay else []
+        for iteration in range(iterations):
             if iteration > 0 and iteration in decay_at:
                 for group in optimizer.param_groups:
                     group["lr"] *= 0.1 ** decay_at.count(iteration)

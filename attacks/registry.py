@@ -21,6 +21,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from torch import nn
+
 from attacks.base import Attack, config_from_mapping
 from attacks.name_table import Registry
 
@@ -85,3 +87,49 @@ def create_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
     """Instantiate the attack ``name`` with settings ``params`` (validated by its config class)."""
     cls = attack_class(name)
     return cls(config_from_mapping(cls.config_class, params or {}))
+
+
+def resolve_attack_names(
+    names: list[str],
+    fallback: list[str],
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+) -> tuple[list[str], str | None]:
+    """The attacks a run puts on every update, and a notice when the fallback joined them.
+
+    When every attack of ``names`` can never apply to the architecture (each one's
+    :meth:`~attacks.base.Attack.architecture_reason`, e.g. the analytic attack on a model
+    whose first layer is a convolution), those attacks would record only ``not_applicable``
+    and the run would measure no leakage at all; the ``fallback`` attacks then run beside
+    them (their rows say the reason). Otherwise ``names`` is returned unchanged.
+
+    Parameters
+    ----------
+    names : list[str]
+        The attacks asked for (``attack.names``).
+    fallback : list[str]
+        Attacks to add when none of ``names`` can apply (``attack.fallback``).
+    model : nn.Module
+        The global model's architecture.
+    input_shape : tuple[int, ...]
+        One sample's shape.
+    num_classes : int
+        Classes of the task.
+    """
+    extra = [name for name in fallback if name not in names]
+    if not names or not extra:
+        return list(names), None
+    reasons = {
+        name: create_attack(name).architecture_reason(model, input_shape, num_classes)
+        for name in names
+    }
+    if any(reason is None for reason in reasons.values()):
+        return list(names), None
+    why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+    notice = (
+        f"attack.names {list(names)} cannot attack this model ({why}); "
+        f"attack.fallback {extra} runs on every attacked update instead "
+        "(attack.fallback=[] turns this off)"
+    )
+    return [*names, *extra], notice

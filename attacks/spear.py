@@ -114,6 +114,7 @@ class SpearConfig(AttackConfig):
     input_starts: int = 256
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.time_budget_s > 0 or self.batch_chunk < 16:
             raise ValueError(
                 "time_budget_s must be > 0 and batch_chunk >= 16, got "
@@ -234,6 +235,13 @@ class SpearAttack(Attack):
             )
         return None
 
+    def architecture_reason(
+        self, model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+    ) -> str | None:
+        """Return why the model has no Linear + ReLU layer on its input, or ``None``."""
+        found = relu_input_layer(model, math.prod(input_shape))
+        return found if isinstance(found, str) else None
+
     def reconstruct(
         self,
         model: nn.Module,
@@ -301,7 +309,7 @@ class SpearAttack(Attack):
         space = _space_for(model, update, module, factors) if config.input_starts else None
         live = factors.live
         budget = SearchBudget(
-            time.monotonic() + config.time_budget_s,
+            time.monotonic() + config.scaled(config.time_budget_s),
             config.batch_chunk,
             config.guided_starts,
             config.input_starts,

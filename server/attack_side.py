@@ -7,6 +7,7 @@ model is described or how intercepted updates reach the attack pool and the reco
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from server.pipeline import AttackPipeline, AttackPlan
@@ -17,9 +18,11 @@ from server.update_store import UpdateStore
 from simulator.audit import AuditStore
 from simulator.config import ExperimentConfig
 from simulator.datasets import DatasetSplits
-from simulator.experiment_data import experiment_spec, experiment_splits
+from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
 from simulator.models import ModelSpec
 from simulator.results import RunPaths
+
+logger = logging.getLogger(__name__)
 
 
 def experiment_model(cfg: ExperimentConfig) -> tuple[ModelSpec, DatasetSplits]:
@@ -43,11 +46,15 @@ def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -
     """The attack pipeline of ``cfg`` (pool, policy, recorder) writing into ``paths``."""
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
     recorder = LeakageRecorder(paths, audit)
+    names, notice = attack_names(cfg, spec)
+    if notice is not None:
+        logger.info("fedleak: %s", notice)
     plan = AttackPlan(
-        names=cfg.attack.names,
+        names=names,
         params=cfg.attack.params,
         seed=cfg.seed,
         device=cfg.device,
+        effort=cfg.attack.effort,
         disclose_labels="labels" in cfg.attack.disclose,
         policy=AttackPolicy(
             cfg.attack.rounds, cfg.attack.client_fraction, cfg.attack.client_ids, cfg.seed

@@ -63,6 +63,8 @@ class AttackPlan:
     params: dict[str, dict[str, Any]]
     seed: int
     device: str
+    effort: str = "default"
+    """Budget level given to every attack whose own params do not set one."""
     disclose_labels: bool = False
     policy: AttackPolicy = field(default_factory=AttackPolicy)
     max_pending: int = 256
@@ -251,7 +253,7 @@ class AttackPipeline:
 
     def _job(self, update: InterceptedUpdate, name: str) -> AttackJob:
         seed = job_seed(self.plan.seed, update, name)
-        params = dict(self.plan.params.get(name, {}))
+        params = {"effort": self.plan.effort, **self.plan.params.get(name, {})}
         return AttackJob(name, params, update, self.model_spec, seed, self.plan.device)
 
     def _resubmit(self, item: Resubmission) -> None:

@@ -36,6 +36,13 @@ def accepted_pool_backends() -> list[str]:
     return POOL_BACKENDS.names()
 
 
+def accepted_efforts() -> list[str]:
+    """Accepted values of ``attack.effort`` (the attacks' budget levels)."""
+    from attacks.base import EFFORT_SCALES
+
+    return list(EFFORT_SCALES)
+
+
 def accepted_datasets() -> list[str]:
     """Registered data set names."""
     from simulator.datasets import available_datasets

@@ -49,7 +49,7 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str]:
 
     Returns the start-up warnings (printed here).
     """
-    from simulator.experiment_data import experiment_splits
+    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
     from simulator.preflight import partition_sizes, preflight
     from simulator.setting_warnings import DataFacts, startup_warnings
     from simulator.trainability import check_model_trains
@@ -58,6 +58,8 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str]:
     experiment_splits(cfg)
     check_model_trains(cfg)
     warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+    notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))[1]
+    warnings += [notice] if notice else []
     for line in warnings:
         print(f"fedleak: warning: {line}", file=sys.stderr)
     return warnings

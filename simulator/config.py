@@ -98,7 +98,12 @@ class AttackSelection:
     is refused at startup.
     """
 
-    names: list[str] = field(default_factory=lambda: ["analytic", "inverting_gradients"])
+    names: list[str] = field(default_factory=lambda: ["analytic"])
+    fallback: list[str] = field(default_factory=lambda: ["inverting_gradients"])
+    """Attacks that run when no attack of ``names`` can apply to the model's architecture
+    (e.g. the analytic attack on a convolutional network), so such a run still measures."""
+    effort: str = "default"
+    """Budget of every optimisation attack: fast (1/4), default, thorough (4x)."""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     disclose: list[str] = field(default_factory=list)
     audit: bool = True

@@ -24,6 +24,7 @@ from simulator.choices import (
     accepted_activations,
     accepted_attacks,
     accepted_datasets,
+    accepted_efforts,
     accepted_inits,
     accepted_models,
     accepted_partitioners,
@@ -156,6 +157,12 @@ def _check_choices(cfg: ExperimentConfig) -> list[str]:
         *_choice("pool.when_full", cfg.pool.when_full, QUEUE_POLICIES),
         *_choice("device", cfg.device, DEVICES),
         *(p for n in cfg.attack.names for p in _choice("attack.names", n, accepted_attacks())),
+        *(
+            p
+            for n in cfg.attack.fallback
+            for p in _choice("attack.fallback", n, accepted_attacks())
+        ),
+        *_choice("attack.effort", cfg.attack.effort, accepted_efforts()),
     ]
 
 
@@ -202,15 +209,19 @@ def _check_threat_model(cfg: ExperimentConfig) -> list[str]:
     accepted = [d.value for d in Disclosure]
     problems = [p for d in cfg.attack.disclose for p in _choice("attack.disclose", d, accepted)]
     disclosed = set(cfg.attack.disclose)
-    for name in cfg.attack.names:
-        if name not in accepted_attacks():
-            continue
-        missing = sorted(attack_requirements(name) - disclosed)
-        if missing:
-            problems.append(
-                f"attack.names: {name!r} requires {missing} but attack.disclose is "
-                f"{sorted(disclosed)}; disclose them or drop the attack"
-            )
+    for key, names in (
+        ("attack.names", cfg.attack.names),
+        ("attack.fallback", cfg.attack.fallback),
+    ):
+        for name in names:
+            if name not in accepted_attacks():
+                continue
+            missing = sorted(attack_requirements(name) - disclosed)
+            if missing:
+                problems.append(
+                    f"{key}: {name!r} requires {missing} but attack.disclose is "
+                    f"{sorted(disclosed)}; disclose them or drop the attack"
+                )
     for name in sorted(set(cfg.attack.params) - set(accepted_attacks())):
         problems.append(
             f"attack.params.{name}: no attack of that name; available: {accepted_attacks()}"

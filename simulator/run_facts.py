@@ -12,7 +12,7 @@ from simulator.findings import defense_title, enabled_defenses
 from simulator.results import LeakageRecord, describe_statuses
 from simulator.setting_warnings import EPSILON_LIMIT
 
-EFFORT_FIELDS = ("iterations", "restarts", "refine_steps", "max_samples", "guided_starts")
+EFFORT_FIELDS = ("iterations", "restarts", "time_budget_s", "guided_starts")
 """Attack settings that say how hard it tries (the rest say how)."""
 
 
@@ -67,7 +67,7 @@ def epsilon_text(privacy: Mapping[str, Any] | None) -> str:
 
 
 def attack_effort(name: str, params: Mapping[str, Any], records: list[LeakageRecord]) -> str:
-    """``inverting_gradients (iterations 200, restarts 1; 1.2 s per update)``."""
+    """``inverting_gradients (effort default, iterations 200, restarts 1; 1.2 s per update)``."""
     from attacks.base import config_from_mapping
     from attacks.registry import attack_class
 
@@ -79,12 +79,20 @@ def attack_effort(name: str, params: Mapping[str, Any], records: list[LeakageRec
             for f in dataclasses.fields(settings)
             if f.name in EFFORT_FIELDS
         ]
+        if parts:  # a closed-form attack has no budget for the effort to scale
+            parts.insert(0, f"effort {settings.effort}")
     except (TypeError, ValueError):  # an attack this version does not know
         parts = [f"{k} {v}" for k, v in params.items()]
     times = [r.attack_time_s for r in records if r.attack == name and r.attack_time_s > 0]
     timing = f"{sum(times) / len(times):.2g} s per update" if times else ""
     inner = ", ".join(parts) + ("; " if parts and timing else "") + timing
     return f"{name} ({inner})" if inner else name
+
+
+def _attacks_run(attack: Mapping[str, Any], records: list[LeakageRecord]) -> list[str]:
+    """``attack.names``, then any other attack with rows (a fallback that joined them)."""
+    names = [str(n) for n in attack.get("names") or []]
+    return names + sorted({r.attack for r in records} - set(names))
 
 
 def run_facts(
@@ -120,8 +128,12 @@ def run_facts(
         (
             "attacks",
             "; ".join(
-                attack_effort(str(n), params.get(str(n), {}), by_attack[str(n)])
-                for n in attack.get("names") or []
+                attack_effort(
+                    n,
+                    {"effort": attack.get("effort", "default"), **params.get(n, {})},
+                    by_attack[n],
+                )
+                for n in _attacks_run(attack, records)
             )
             or "none",
         ),

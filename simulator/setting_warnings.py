@@ -138,10 +138,10 @@ def inactive_settings(cfg: ExperimentConfig, data: DataFacts) -> list[str]:
                 f"{', '.join(changed)} set but defense.{defense.name} is not enabled, so it "
                 f"has no effect (add defense={defense.name}, or defense=[...,{defense.name}])"
             )
-    for name in sorted(set(cfg.attack.params) - set(cfg.attack.names)):
+    for name in sorted(set(cfg.attack.params) - {*cfg.attack.names, *cfg.attack.fallback}):
         problems.append(
-            f"attack.params.{name} is set but {name!r} is not in attack.names "
-            f"{cfg.attack.names}: the setting is unused"
+            f"attack.params.{name} is set but {name!r} is in neither attack.names "
+            f"{cfg.attack.names} nor attack.fallback {cfg.attack.fallback}: the setting is unused"
         )
     late = [r for r in cfg.attack.rounds or [] if r > cfg.federation.rounds]
     if late:

@@ -137,3 +137,55 @@ def test_attacks_package_imports_only_torch_numpy_scipy_stdlib() -> None:
                 continue
             for root in roots:
                 assert root in allowed, f"{source.name} imports {root!r}"
+
+
+def test_effort_scales_an_optimisation_budget_and_is_validated() -> None:
+    from attacks.dlg import DLGConfig
+
+    assert [DLGConfig(iterations=8, effort=e).scaled_count(8) for e in ("fast", "default")] == [
+        2,
+        8,
+    ]
+    assert DLGConfig(effort="thorough").scaled_count(300) == 1200
+    with pytest.raises(ValueError, match="effort must be one of"):
+        create_attack("dlg", {"effort": "extreme"})
+
+
+@pytest.mark.parametrize("effort", ["fast", "default"])
+def test_dlg_runs_the_iterations_its_effort_gives(effort: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2))
+    before = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+    x, y = torch.rand(1, 1, 2, 2), torch.tensor([1])
+    grads = model_gradient(model, "cross_entropy", x, y)
+    after = OrderedDict(
+        (k, (before[k] - 0.1 * g).numpy()) for k, g in zip(before, grads, strict=True)
+    )
+    update = InterceptedUpdate(
+        1,
+        1,
+        {k: v.numpy() for k, v in before.items()},
+        after,
+        1,
+        TrainingHyperparams("fedsgd", 0.1, 1, 1),
+        (1, 2, 2),
+        2,
+    )
+    attack = create_attack("dlg", {"iterations": 8, "effort": effort})
+    out = execute_attack(attack, model, update, device=CPU, seed=0)
+    assert isinstance(out, Reconstruction)
+    assert out.iterations <= {"fast": 2, "default": 8}[effort]
+    assert out.iterations >= 1
+
+
+def test_fallback_joins_only_when_no_attack_fits_the_architecture() -> None:
+    from attacks.registry import resolve_attack_names
+
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    names, notice = resolve_attack_names(["analytic"], ["dlg"], conv, (1, 4, 4), 2)
+    assert names == ["analytic", "dlg"] and notice is not None and "analytic:" in notice
+    assert resolve_attack_names(["analytic"], ["dlg"], dense, (1, 4, 4), 2) == (["analytic"], None)
+    both = resolve_attack_names(["analytic", "idlg"], ["dlg"], conv, (1, 4, 4), 2)
+    assert both == (["analytic", "idlg"], None)  # idlg fits any architecture
+    assert resolve_attack_names([], ["dlg"], conv, (1, 4, 4), 2) == ([], None)

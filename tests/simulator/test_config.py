@@ -78,6 +78,12 @@ def test_overrides_reach_the_typed_config() -> None:
             ["num_shares", "clients per round = 4"],
         ),
         (["federation.batch_labels=sorted"], ["federation.batch_labels", "equal", "random"]),
+        (["attack.effort=max"], ["attack.effort", "'max'", "fast", "thorough"]),
+        (["attack.fallback=[dlg3]"], ["attack.fallback", "'dlg3'", "inverting_gradients"]),
+        (
+            ["attack.fallback=[test_needs_labels]"],
+            ["attack.fallback", "test_needs_labels", "requires", "labels"],
+        ),
     ],
 )
 def test_erroneous_config_names_the_key(overrides: list[str], expected: list[str]) -> None:
@@ -162,3 +168,24 @@ def test_closed_fields_are_literal_types_whose_values_are_the_accepted_ones() ->
         assert typing.get_origin(hint) is typing.Literal and typing.get_args(hint) == accepted
     with pytest.raises(ConfigError, match=r"federation.mode: 'sgd' is not one of \['fedavg'"):
         experiment_from_mapping({"federation": {"mode": "sgd"}})
+
+
+@pytest.mark.parametrize(
+    ("model", "names"),
+    [
+        ("mlp", ["analytic"]),  # the exact attack fits: no fallback, no notice
+        ("lenet", ["analytic", "inverting_gradients"]),  # a convolution first: the fallback runs
+        ("resnet18", ["analytic", "inverting_gradients"]),
+    ],
+)
+def test_default_attacks_measure_every_model(model: str, names: list[str]) -> None:
+    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
+
+    cfg = load_experiment([f"model={model}", "federation.batch_size=2"])
+    resolved, notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))
+    assert resolved == names
+    assert (notice is None) == (names == ["analytic"])
+    if notice:
+        assert "not the model's first layer" in notice and "attack.fallback=[]" in notice
+    off = load_experiment([f"model={model}", "attack.fallback=[]"])
+    assert attack_names(off, experiment_spec(off, experiment_splits(off)))[0] == ["analytic"]

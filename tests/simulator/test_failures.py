@@ -126,7 +126,8 @@ def test_error_replies_are_rejected_with_their_cause_and_grouped() -> None:
 BYPASS = (
     "import simulator.preflight as p; p.check_partitions = lambda cfg: None; "
     "p.partition_sizes = lambda cfg: (); import simulator.trainability as t; "
-    "t.check_model_trains = lambda cfg: None; from simulator.cli import console_main; console_main()"
+    "t.check_model_trains = lambda cfg: None; "
+    "from simulator.cli import console_main; console_main()"
 )
 
 
@@ -134,8 +135,8 @@ BYPASS = (
 def test_clients_failing_inside_ray_give_one_line_per_cause(tmp_path: Path) -> None:
     """A real federation whose every client raises in its Ray actor.
 
-    The start-up checks (partitions, trainability) refuse such settings, so the test skips them to make the
-    clients fail where they used to: in partitioning, inside Ray.
+    The start-up checks (partitions, trainability) refuse such settings, so the test skips
+    them to make the clients fail where they used to: in partitioning, inside Ray.
     """
     overrides = ["federation.partitioner=dirichlet", "federation.alpha=0.001"]
     overrides += ["federation.num_clients=12", "federation.rounds=1", "attack=analytic"]

@@ -173,7 +173,9 @@ def test_summary_box_carries_every_setting_a_reader_needs(full_run: RunPaths) ->
     assert facts["clients x rounds"] == "4 x 3" and facts["seed"] == "0"
     assert facts["defenses"] == "pruning (fraction 0.9)"
     assert facts["epsilon"] == "- (no differential privacy)"
-    assert facts["attacks"].startswith("analytic; inverting_gradients (iterations 200, restarts 1")
+    assert facts["attacks"].startswith(
+        "analytic; inverting_gradients (effort default, iterations 200, restarts 1"
+    )
     assert facts["leakage rows"] == "5 (3 ok, 1 failed, 1 not applicable)"
     assert "<th>not applicable</th>" in page  # its own column in the per-round table
 

@@ -74,9 +74,9 @@ def test_a_batch_larger_than_a_partition_names_the_smallest() -> None:
             "defense.dp.noise=0.5 set but defense.dp is not enabled",
         ),
         (
-            ["attack=analytic_ig", "attack.names=[analytic]"],
-            "attack.params.inverting_gradients is set but 'inverting_gradients' is not in "
-            "attack.names ['analytic']: the setting is unused",
+            ["attack=analytic_ig", "attack.names=[analytic]", "attack.fallback=[]"],
+            "attack.params.inverting_gradients is set but 'inverting_gradients' is in neither "
+            "attack.names ['analytic'] nor attack.fallback []: the setting is unused",
         ),
         (
             ["federation.rounds=3", "attack.rounds=[2,7]"],
