@@ -20,6 +20,7 @@ from attacks.types import (
     InterceptedUpdate,
     LossName,
     Reconstruction,
+    Status,
     TrainingHyperparams,
     TrainingMode,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Reconstruction",
     "SpearAttack",
     "SpearConfig",
+    "Status",
     "TrainingHyperparams",
     "TrainingMode",
     "analytic",

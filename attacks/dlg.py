@@ -351,4 +351,4 @@ class DLGAttack(Attack):
         )
 
 
-register_attack("dlg", DLGAttack)
+register_attack(DLGAttack)

@@ -87,4 +87,4 @@ class IDLGAttack(Attack):
         )
 
 
-register_attack("idlg", IDLGAttack)
+register_attack(IDLGAttack)

@@ -65,7 +65,7 @@ def test_erroneous_duplicate_registration() -> None:
 
 
 def test_registering_a_new_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_module, "_ATTACKS", dict(registry_module._ATTACKS))
+    monkeypatch.setattr(registry_module, "ATTACKS", registry_module.ATTACKS.copy())
     register_attack("boom", _Boom)
     assert "boom" in available_attacks()
 
