@@ -22,6 +22,7 @@ from attacks.types import (
     InterceptedUpdate,
     LossName,
     Reconstruction,
+    Status,
     TrainingHyperparams,
     TrainingMode,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Reconstruction",
     "SpearAttack",
     "SpearConfig",
+    "Status",
     "TabLeakAttack",
     "TabLeakConfig",
     "TrainingHyperparams",

@@ -372,4 +372,4 @@ class DLGAttack(Attack):
         )
 
 
-register_attack("dlg", DLGAttack)
+register_attack(DLGAttack)

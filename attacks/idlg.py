@@ -90,4 +90,4 @@ class IDLGAttack(Attack):
         )
 
 
-register_attack("idlg", IDLGAttack)
+register_attack(IDLGAttack)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from attacks.name_table import Registry
 from attacks.types import InputDomain
 
 __all__ = ["initial_inputs", "input_prior", "project_", "total_variation", "total_variation_1d"]
@@ -54,11 +55,11 @@ def _signal_prior(input_shape: tuple[int, ...]) -> Prior | None:
     return total_variation_1d if input_shape and input_shape[-1] > 1 else None
 
 
-_PRIORS: dict[str, Callable[[tuple[int, ...]], Prior | None]] = {
-    "image": _image_prior,
-    "tabular": _no_prior,
-    "signal": _signal_prior,
-}
+PRIORS: Registry[Callable[[tuple[int, ...]], Prior | None]] = Registry("modality")
+"""Per modality: the smoothness prior for one sample's shape, or ``None``."""
+PRIORS.register("image", _image_prior)
+PRIORS.register("tabular", _no_prior)
+PRIORS.register("signal", _signal_prior)
 
 
 def input_prior(domain: InputDomain, input_shape: tuple[int, ...]) -> Prior | None:
@@ -71,13 +72,7 @@ def input_prior(domain: InputDomain, input_shape: tuple[int, ...]) -> Prior | No
     ValueError
         For a modality without an entry, naming the known ones.
     """
-    try:
-        choose = _PRIORS[domain.modality]
-    except KeyError:
-        raise ValueError(
-            f"unknown modality {domain.modality!r}; accepted values: {sorted(_PRIORS)}"
-        ) from None
-    return choose(tuple(input_shape))
+    return PRIORS.get(domain.modality)(tuple(input_shape))
 
 
 def initial_inputs(

@@ -365,4 +365,4 @@ class InvertingGradientsAttack(Attack):
         return x.detach()
 
 
-register_attack("inverting_gradients", InvertingGradientsAttack)
+register_attack(InvertingGradientsAttack)

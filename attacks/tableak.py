@@ -212,4 +212,4 @@ class TabLeakAttack(Attack):
         )
 
 
-register_attack("tableak", TabLeakAttack)
+register_attack(TabLeakAttack)

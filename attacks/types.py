@@ -199,7 +199,25 @@ class Reconstruction:
     initial_inputs: np.ndarray | None = None
 
 
-AttackStatus = Literal["failed", "not_applicable", "timeout", "skipped"]
+class Status(StrEnum):
+    """The status of one leakage row, written as its value (``"ok"``, ...) in ``leakage.jsonl``.
+
+    ``ok``: the attack returned a reconstruction; ``failed``: it raised or found nothing;
+    ``not_applicable``: its preconditions do not hold for this model or update; ``timeout`` /
+    ``skipped``: the pool gave up on it; ``rejected``: the server refused the reply, so no
+    attack ran. A ``StrEnum``: a member equals its string value.
+    """
+
+    OK = "ok"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+
+
+AttackStatus = Literal[Status.FAILED, Status.NOT_APPLICABLE, Status.TIMEOUT, Status.SKIPPED]
+"""The statuses of an :class:`AttackFailure` (an attack's own outcome)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +238,13 @@ class AttackFailure:
     status: AttackStatus
     reason: str
     wall_time_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        # a plain string ("failed") becomes its member; anything else is refused here
+        status = Status(self.status)
+        if status in (Status.OK, Status.REJECTED):
+            raise ValueError(f"an AttackFailure cannot have status {status.value!r}")
+        object.__setattr__(self, "status", status)
 
 
 AttackOutcome = Reconstruction | AttackFailure

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from attacks.registry import resolve_attack_names
 from server.pipeline import AttackPipeline, AttackPlan
 from server.policy import AttackPolicy
 from server.pool import create_pool
@@ -20,8 +19,8 @@ from simulator.audit import AuditStore
 from simulator.config import ExperimentConfig
 from simulator.data_domain import DataDomain
 from simulator.datasets import DatasetSplits
-from simulator.experiment_data import experiment_spec, experiment_splits
-from simulator.models import ModelSpec, build_model
+from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
+from simulator.models import ModelSpec
 from simulator.results import RunPaths
 
 logger = logging.getLogger(__name__)
@@ -42,22 +41,6 @@ class AttackSide:
     recorder: LeakageRecorder
     pipeline: AttackPipeline
     updates: UpdateStore | None
-
-
-def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str | None]:
-    """``attack.names``, with ``attack.fallback`` added when none of them fits the model.
-
-    Returns the attacks of every attacked update and the notice that says why the fallback
-    joined them (``None`` when it did not); see :func:`attacks.registry.resolve_attack_names`.
-    """
-    model = build_model(spec, seed=cfg.seed)
-    return resolve_attack_names(
-        list(cfg.attack.names),
-        list(cfg.attack.fallback),
-        model,
-        spec.input_shape,
-        spec.num_classes,
-    )
 
 
 def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -> AttackSide:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import InputDomain, InterceptedUpdate
+from attacks.types import InputDomain, InterceptedUpdate, Status
 from server.capture import CapturedRound, decode, to_update
 from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
@@ -201,7 +201,7 @@ class AttackPipeline:
                 for name in self.plan.names:
                     reason = f"update rejected: {exc}"
                     self.recorder.record_failure(
-                        captured.server_round, reply.node_id, name, "failed", reason
+                        captured.server_round, reply.node_id, name, Status.FAILED, reason
                     )
                     self.recorded += 1
                 continue
@@ -219,7 +219,7 @@ class AttackPipeline:
                     f"pool full: {self.pool.pending} attacks pending (pool.max_pending="
                     f"{self.plan.max_pending}); pool.when_full=wait queues instead"
                 )
-                self.recorder.record_failure(server_round, node_id, attack, "skipped", reason)
+                self.recorder.record_failure(server_round, node_id, attack, Status.SKIPPED, reason)
                 self.recorded += 1
                 self.skipped += 1
                 return False
@@ -231,7 +231,11 @@ class AttackPipeline:
         for rejection in rejected.rejections:
             for name in self.plan.names:
                 self.recorder.record_failure(
-                    rejected.server_round, rejection.node_id, name, "rejected", rejection.reason
+                    rejected.server_round,
+                    rejection.node_id,
+                    name,
+                    Status.REJECTED,
+                    rejection.reason,
                 )
                 self.recorded += 1
 
@@ -279,7 +283,7 @@ class AttackPipeline:
             for reply in captured.replies:
                 for name in self.plan.names:
                     self.recorder.record_failure(
-                        captured.server_round, reply.node_id, name, "failed", reason
+                        captured.server_round, reply.node_id, name, Status.FAILED, reason
                     )
             self.recorded += len(captured.replies) * len(self.plan.names)
             return

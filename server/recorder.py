@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import AttackFailure, Reconstruction
+from attacks.types import AttackFailure, Reconstruction, Status
 from server.pool.jobs import AttackResult
 from simulator import record_keys as keys
 from simulator.audit import AuditStore
@@ -46,7 +46,7 @@ class LeakageRecorder:
         self._lock = threading.Lock()
         self._jsonl = JsonlAppender(paths.leakage_jsonl)
 
-    def _base(self, result: AttackResult, status: str, reason: str = "") -> LeakageRecord:
+    def _base(self, result: AttackResult, status: Status, reason: str = "") -> LeakageRecord:
         server_round, node_id, attack = result.job.key
         return LeakageRecord(
             round=server_round,
@@ -124,7 +124,7 @@ class LeakageRecorder:
             self.audit.write(server_round, keys.AGGREGATE_NODE_ID, union)
 
     def record_failure(
-        self, server_round: int, node_id: int, attack: str, status: str, reason: str
+        self, server_round: int, node_id: int, attack: str, status: Status, reason: str
     ) -> LeakageRecord:
         """Record an attack that never ran (e.g. a malformed update)."""
         client = self._client_of(server_round, node_id)
@@ -143,7 +143,7 @@ class LeakageRecorder:
                 row = self._measure(result, outcome)
             except Exception as exc:  # a bad reconstruction shape must not stop the run
                 reason = f"measuring failed: {type(exc).__name__}: {exc}"
-                row = self._base(result, "failed", reason)
+                row = self._base(result, Status.FAILED, reason)
         return self._append(row)
 
     def best_psnr(self) -> float:

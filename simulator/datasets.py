@@ -28,6 +28,7 @@ seeded) into train and test.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,8 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from attacks.name_table import Registry
 from attacks.types import InputDomain
-from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+from simulator import exit_codes
+from simulator.errors import FedleakError
+from simulator.plugins import call_with, import_object, registered_or_imported
 from simulator.tabular import TabularEncoder
 
 __all__ = [
@@ -59,8 +63,10 @@ DEFAULT_DATASET = "digits"
 _OFFLINE_SETS = "dataset=digits, dataset=lfw or dataset=photos"
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(FedleakError, RuntimeError):
     """A data set that has to be downloaded could not be fetched (typically: no network)."""
+
+    exit_code = exit_codes.DATASET_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,12 @@ class DatasetSplits:
 DatasetLoader = Callable[..., DatasetSplits]
 """``loader(data_dir, seed, test_fraction, **args) -> DatasetSplits``."""
 
-_DATASETS: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry(
+    "dataset",
+    entry_point_group="fedleak.datasets",
+    from_entry_point=lambda name, obj: _target_loader(name, obj),
+)
+"""The data set table: name -> :data:`DatasetLoader`."""
 
 
 def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
@@ -137,16 +148,12 @@ def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
     ValueError
         If ``name`` is already registered.
     """
-    if name in _DATASETS:
-        raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = loader
-    return loader
+    return DATASETS.register(name, loader)
 
 
 def available_datasets() -> list[str]:
     """Names of the registered data sets (installed plug-ins included), sorted."""
-    _discover()
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def dataset_loader(name: str) -> DatasetLoader:
@@ -157,18 +164,8 @@ def dataset_loader(name: str) -> DatasetLoader:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    _discover()
-    if name in _DATASETS or not is_import_path(name):
-        try:
-            return _DATASETS[name]
-        except KeyError:
-            raise ValueError(
-                f"unknown dataset {name!r}; available datasets: {available_datasets()}"
-            ) from None
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"dataset {name!r} is a {type(target).__name__}, not a loader function")
-    return _target_loader(name, target)
+    adapt = functools.partial(_target_loader, name)
+    return registered_or_imported(DATASETS, name, adapt, "a loader function")
 
 
 def _target_loader(name: str, target: Callable[..., Any]) -> DatasetLoader:
@@ -206,12 +203,6 @@ def as_splits(
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     return _stratified_splits(name, inputs, labels, num_classes, seed, test_fraction)
-
-
-def _discover() -> None:
-    load_entry_points(
-        "fedleak.datasets", lambda n, obj: register_dataset(n, _target_loader(n, obj))
-    )
 
 
 def load_dataset(

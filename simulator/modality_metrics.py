@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from attacks.name_table import Registry
 from simulator.metrics import PSNR_CAP_DB, LeakageMetrics, compute_leakage, match_samples, mse, psnr
 from simulator.tabular import TabularEncoder
 
@@ -52,19 +53,18 @@ class ModalityMetrics:
     extras: Extras
 
 
-_MODALITIES: dict[str, ModalityMetrics] = {}
+MODALITIES: Registry[ModalityMetrics] = Registry("modality")
+"""How each modality is measured."""
 
 
 def register_modality(name: str, metrics: ModalityMetrics) -> None:
     """Register the metrics of modality ``name``; a name can be registered once."""
-    if name in _MODALITIES:
-        raise ValueError(f"modality {name!r} is already registered")
-    _MODALITIES[name] = metrics
+    MODALITIES.register(name, metrics)
 
 
 def available_modalities() -> list[str]:
     """Names of the registered modalities, sorted."""
-    return sorted(_MODALITIES)
+    return MODALITIES.names()
 
 
 def modality_metrics(name: str) -> ModalityMetrics:
@@ -75,12 +75,7 @@ def modality_metrics(name: str) -> ModalityMetrics:
     ValueError
         For an unknown modality, naming the registered ones.
     """
-    try:
-        return _MODALITIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown modality {name!r}; accepted values: {available_modalities()}"
-        ) from None
+    return MODALITIES.get(name)
 
 
 def signal_psnr(truth: np.ndarray, recon: np.ndarray) -> np.ndarray:

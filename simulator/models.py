@@ -50,7 +50,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+from attacks.name_table import Registry
+from simulator.plugins import call_with, registered_or_imported
 
 __all__ = [
     "STEMS",
@@ -124,7 +125,17 @@ SMALL_INPUT_PIXELS = 64
 ModelBuilder = Callable[[ModelSpec, Callable[[], nn.Module]], nn.Module]
 """``builder(spec, make_activation) -> nn.Module``; ``make_activation()`` gives a fresh module."""
 
-_MODELS: dict[str, ModelBuilder] = {}
+
+def _from_entry_point(name: str, obj: Any) -> ModelBuilder:
+    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
+    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
+    return _target_builder(obj) if is_module_class else obj
+
+
+MODELS: Registry[ModelBuilder] = Registry(
+    "model", entry_point_group="fedleak.models", from_entry_point=_from_entry_point
+)
+"""The architecture table: name -> :data:`ModelBuilder`."""
 _DEFAULT_ACTIVATION: dict[str, str] = {}
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 _INITS: dict[str, Callable[[torch.Tensor], object] | None] = {
@@ -144,17 +155,14 @@ def register_model(name: str, builder: ModelBuilder, *, default_activation: str 
     ValueError
         If ``name`` is already registered or ``default_activation`` is unknown.
     """
-    if name in _MODELS:
-        raise ValueError(f"model {name!r} is already registered")
     _lookup(_ACTIVATIONS, default_activation, "activation")
-    _MODELS[name] = builder
+    MODELS.register(name, builder)
     _DEFAULT_ACTIVATION[name] = default_activation
 
 
 def available_models() -> list[str]:
     """Names of the registered architectures (installed plug-ins included), sorted."""
-    _discover()
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_builder(name: str) -> ModelBuilder:
@@ -165,13 +173,7 @@ def model_builder(name: str) -> ModelBuilder:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    _discover()
-    if name in _MODELS or not is_import_path(name):
-        return _lookup(_MODELS, name, "model")
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"model {name!r} is a {type(target).__name__}, not a class or function")
-    return _target_builder(target)
+    return registered_or_imported(MODELS, name, _target_builder, "a class or function")
 
 
 def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
@@ -194,16 +196,6 @@ def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
 
     build.__doc__ = target.__doc__
     return build
-
-
-def _register_plugin(name: str, obj: Any) -> None:
-    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
-    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
-    register_model(name, _target_builder(obj) if is_module_class else obj)
-
-
-def _discover() -> None:
-    load_entry_points("fedleak.models", _register_plugin)
 
 
 def available_activations() -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attacks.name_table import Registry
 from simulator.audit import AuditStore
 from simulator.data_domain import DataDomain
 from simulator.findings import owner_label
@@ -165,11 +166,11 @@ def _image_grid(
 
 
 Drawer = Callable[[RunPaths, int, list[LeakageRecord], DataDomain], Path | None]
-_DRAWERS: dict[str, Drawer] = {
-    "image": _image_grid,
-    "signal": write_signal_plot,
-    "tabular": write_table_figure,
-}
+DRAWERS: Registry[Drawer] = Registry("gallery drawer")
+"""The round picture of each modality."""
+DRAWERS.register("image", _image_grid)
+DRAWERS.register("signal", write_signal_plot)
+DRAWERS.register("tabular", write_table_figure)
 
 
 def write_round_gallery(
@@ -183,10 +184,4 @@ def write_round_gallery(
         For a modality without a drawer, naming the ones there are.
     """
     domain = DataDomain.read(paths.root)
-    try:
-        drawer = _DRAWERS[domain.modality]
-    except KeyError:
-        raise ValueError(
-            f"no gallery drawer for modality {domain.modality!r}; accepted: {sorted(_DRAWERS)}"
-        ) from None
-    return drawer(paths, server_round, records, domain)
+    return DRAWERS.get(domain.modality)(paths, server_round, records, domain)

@@ -61,7 +61,7 @@ def test_image_runs_keep_the_image_grid(tmp_path: Path) -> None:
 
 def test_erroneous_unknown_modality_names_the_drawers(tmp_path: Path) -> None:
     paths = _run(tmp_path, np.zeros((1, 4)), np.zeros((1, 4)), DataDomain("audio"))
-    with pytest.raises(ValueError, match=r"modality 'audio'.*'signal'"):
+    with pytest.raises(ValueError, match=r"unknown gallery drawer 'audio'.*'signal'"):
         write_round_gallery(paths, 1, _rows())
 
 
