@@ -28,8 +28,8 @@ from attacks import (
     register_attack,
 )
 from attacks import registry as registry_module
-from attacks.types import InputDomain
 from attacks.losses import model_gradient
+from attacks.types import InputDomain
 
 CPU = torch.device("cpu")
 
