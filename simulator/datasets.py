@@ -9,7 +9,6 @@ signals (``gunpoint``, ``pigcvp``: :mod:`simulator.signal_datasets`). Offline im
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
   of Eloul et al., Eloul et al. 2024); the first 100 are faces (label 1), the last 100 non-faces cut
   from the backgrounds of the same photos (label 0).
-
 - ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos
   (:data:`PHOTOS`), one class per photo: CIFAR-like inputs for the attacks, offline.
 
