@@ -3,7 +3,7 @@
 Importing the package registers every attack it ships; :func:`available_attacks` lists them.
 """
 
-from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients, spear
+from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients, spear, tableak
 from attacks.analytic import AnalyticAttack, AnalyticConfig
 from attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
 from attacks.direct_batch import DirectBatchAttack, DirectBatchConfig
@@ -12,14 +12,17 @@ from attacks.idlg import IDLGAttack, IDLGConfig
 from attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
 from attacks.registry import attack_class, available_attacks, create_attack, register_attack
 from attacks.spear import SpearAttack, SpearConfig
+from attacks.tableak import TabLeakAttack, TabLeakConfig
 from attacks.types import (
     AttackFailure,
     AttackOutcome,
     AttackStatus,
     Disclosure,
+    InputDomain,
     InterceptedUpdate,
     LossName,
     Reconstruction,
+    Status,
     TrainingHyperparams,
     TrainingMode,
 )
@@ -39,6 +42,7 @@ __all__ = [
     "Disclosure",
     "IDLGAttack",
     "IDLGConfig",
+    "InputDomain",
     "InterceptedUpdate",
     "InvertingGradientsAttack",
     "InvertingGradientsConfig",
@@ -46,6 +50,9 @@ __all__ = [
     "Reconstruction",
     "SpearAttack",
     "SpearConfig",
+    "Status",
+    "TabLeakAttack",
+    "TabLeakConfig",
     "TrainingHyperparams",
     "TrainingMode",
     "analytic",
@@ -60,4 +67,5 @@ __all__ = [
     "inverting_gradients",
     "register_attack",
     "spear",
+    "tableak",
 ]

@@ -343,4 +343,4 @@ class AnalyticAttack(Attack):
         )
 
 
-register_attack("analytic", AnalyticAttack)
+register_attack(AnalyticAttack)

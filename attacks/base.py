@@ -17,6 +17,7 @@ from attacks.types import (
     Disclosure,
     InterceptedUpdate,
     Reconstruction,
+    Status,
 )
 
 EFFORT_SCALES: dict[str, float] = {"fast": 0.25, "default": 1.0, "thorough": 4.0}
@@ -130,11 +131,13 @@ def execute_attack(
     start = time.perf_counter()
     reason = attack.not_applicable_reason(model, update)
     if reason is not None:
-        return AttackFailure("not_applicable", reason, time.perf_counter() - start)
+        return AttackFailure(Status.NOT_APPLICABLE, reason, time.perf_counter() - start)
     try:
         result = attack.reconstruct(model, update, device=device, seed=seed)
     except Exception as exc:  # any attack bug must become a row, not a crash
-        return AttackFailure("failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+        return AttackFailure(
+            Status.FAILED, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+        )
     return dataclasses.replace(result, wall_time_s=time.perf_counter() - start)
 
 

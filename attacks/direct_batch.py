@@ -332,4 +332,4 @@ def _residual(
     return float((fitted - batch * weight_grad).norm()) / scale
 
 
-register_attack("direct_batch", DirectBatchAttack)
+register_attack(DirectBatchAttack)

@@ -11,7 +11,9 @@ stopping tolerances meaningful however small the gradient is.
 
 Unlike DLG's Gaussian draw, ``x'`` starts uniform in ``[0, 1]`` like the data, so the
 auditor's gain over the initialisation compares like with like. The optimisation is not
-box-constrained (DLG's is not); the returned inputs are clipped to ``[0, 1]``. L-BFGS
+box-constrained (DLG's is not); the returned inputs are clipped to ``[0, 1]``. Tables and
+signals (the update's :class:`~attacks.types.InputDomain`) are standardised, not bounded:
+their dummy starts standard normal and nothing is clipped. L-BFGS
 without a line search can diverge: every evaluated iterate is scored and the best finite
 one is returned.
 
@@ -30,6 +32,7 @@ from torch.nn import functional as F
 
 from attacks.base import Attack, AttackConfig
 from attacks.batchnorm import BatchStatisticsPrior, observed_statistics_prior
+from attacks.input_priors import initial_inputs, input_prior, project_
 from attacks.losses import effective_batch_size, model_gradient, observed_gradient
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -58,6 +61,9 @@ class DLGConfig(AttackConfig):
         when the update reveals its batch's statistics; runs without it otherwise.
     batchnorm_weight : float
         Weight of that term beside the normalised L2 matching loss.
+    tv_weight : float
+        Weight of the modality's smoothness prior (:mod:`attacks.input_priors`: 2-D TV on
+        images, 1-D TV on signals, none on tables); 0 keeps DLG as published.
     """
 
     iterations: int = 300
@@ -66,6 +72,7 @@ class DLGConfig(AttackConfig):
     line_search: bool = False
     batchnorm_prior: bool = True
     batchnorm_weight: float = 1.0
+    tv_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,8 +81,9 @@ class DLGConfig(AttackConfig):
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.batchnorm_weight < 0:
-            raise ValueError(f"batchnorm_weight must be >= 0, got {self.batchnorm_weight}")
+        for key in ("batchnorm_weight", "tv_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
 def l2_matching_loss(candidate: list[torch.Tensor], observed: list[torch.Tensor]) -> torch.Tensor:
@@ -246,21 +254,29 @@ def gradient_matching_objective(
     labels: Callable[[], torch.Tensor],
     prior: BatchStatisticsPrior | None = None,
     prior_weight: float = 0.0,
+    tv_weight: float = 0.0,
 ) -> Callable[[], torch.Tensor]:
     """DLG's objective as a closure over dummy data ``x`` and a label function.
 
-    With ``prior``, ``prior_weight`` times the BatchNorm statistics term is added.
+    With ``prior``, ``prior_weight`` times the BatchNorm statistics term is added; with
+    ``tv_weight``, that times the update's modality prior (:mod:`attacks.input_priors`).
     """
     observed = observed_gradient(model, update)
     loss_name = update.hyperparams.loss
+    smoothness = input_prior(update.input_domain, update.input_shape) if tv_weight > 0 else None
 
-    def objective() -> torch.Tensor:
+    def matching() -> torch.Tensor:
         if prior is None:
             candidate = model_gradient(model, loss_name, x, labels(), create_graph=True)
             return l2_matching_loss(candidate, observed)
         with prior.capture() as captured:
             candidate = model_gradient(model, loss_name, x, labels(), create_graph=True)
         return l2_matching_loss(candidate, observed) + prior_weight * prior.distance(captured)
+
+    def objective() -> torch.Tensor:
+        if smoothness is None:
+            return matching()
+        return matching() + tv_weight * smoothness(x)
 
     return objective
 
@@ -276,9 +292,12 @@ def statistics_prior(
 def uniform_dummy(
     update: InterceptedUpdate, batch: int, dtype: torch.dtype, seed: int
 ) -> torch.Tensor:
-    """Dummy data uniform in ``[0, 1]``, drawn on the CPU from ``seed`` (same on any device)."""
+    """Dummy data drawn on the CPU from ``seed`` (same on any device): uniform in ``[0, 1]``
+    for images, standard normal for standardised tables and signals
+    (:func:`attacks.input_priors.initial_inputs`)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.rand((batch, *update.input_shape), generator=generator, dtype=dtype)
+    shape = (batch, *update.input_shape)
+    return initial_inputs(shape, update.input_domain, generator, dtype)
 
 
 class DLGAttack(Attack):
@@ -331,7 +350,7 @@ class DLGAttack(Attack):
 
         prior, prior_status = statistics_prior(cfg, model, update)
         objective = gradient_matching_objective(
-            model, update, x, labels, prior, cfg.batchnorm_weight
+            model, update, x, labels, prior, cfg.batchnorm_weight, cfg.tv_weight
         )
         result = match_gradients_lbfgs(objective, variables, cfg)
         if disclosed is not None:
@@ -339,7 +358,9 @@ class DLGAttack(Attack):
         else:
             label_array = result.variables[1].argmax(dim=-1).cpu().numpy().astype(np.int64)
         return Reconstruction(
-            inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
+            inputs=project_(result.variables[0].detach().clone(), update.input_domain)
+            .cpu()
+            .numpy(),
             labels=label_array,
             iterations=result.iterations,
             details={
@@ -351,4 +372,4 @@ class DLGAttack(Attack):
         )
 
 
-register_attack("dlg", DLGAttack)
+register_attack(DLGAttack)

@@ -28,6 +28,7 @@ from attacks.dlg import (
     statistics_prior,
     uniform_dummy,
 )
+from attacks.input_priors import project_
 from attacks.label_restoration import infer_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
@@ -71,11 +72,13 @@ class IDLGAttack(Attack):
         x = init.to(device, copy=True).requires_grad_(True)
         prior, prior_status = statistics_prior(cfg, model, update)
         objective = gradient_matching_objective(
-            model, update, x, lambda: labels, prior, cfg.batchnorm_weight
+            model, update, x, lambda: labels, prior, cfg.batchnorm_weight, cfg.tv_weight
         )
         result = match_gradients_lbfgs(objective, [x], cfg)
         return Reconstruction(
-            inputs=result.variables[0].clamp(0.0, 1.0).cpu().numpy(),
+            inputs=project_(result.variables[0].detach().clone(), update.input_domain)
+            .cpu()
+            .numpy(),
             labels=label_array,
             iterations=result.iterations,
             details={
@@ -87,4 +90,4 @@ class IDLGAttack(Attack):
         )
 
 
-register_attack("idlg", IDLGAttack)
+register_attack(IDLGAttack)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -35,9 +35,10 @@ from torch import nn
 from attacks.base import Attack, AttackConfig
 from attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
 from attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule, simulated_update
+from attacks.input_priors import Prior, initial_inputs, input_prior, project_, total_variation
 from attacks.losses import effective_batch_size, observed_gradient
 from attacks.registry import register_attack
-from attacks.types import InterceptedUpdate, Reconstruction
+from attacks.types import InputDomain, InterceptedUpdate, Reconstruction
 
 DECAY_POINTS = (3 / 8, 5 / 8, 7 / 8)
 """Fractions of the iterations after which the step size is divided by 10 (Geiping et al.)."""
@@ -54,7 +55,9 @@ class InvertingGradientsConfig(AttackConfig):
     lr : float
         Adam step size before decay.
     tv_weight : float
-        ``alpha`` of eq. 13; applied only to inputs shaped ``(C, H, W)`` or with more dims.
+        ``alpha`` of eq. 13, the weight of the modality's smoothness prior
+        (:mod:`attacks.input_priors`): 2-D TV on images shaped ``(C, H, W)``, 1-D TV on
+        signals, none on tables.
     restarts : int
         Independent random initialisations; the one with the lowest final matching loss wins.
     signed_gradients : bool
@@ -93,13 +96,6 @@ class InvertingGradientsConfig(AttackConfig):
         for key in ("tv_weight", "batchnorm_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels along the last two (spatial) axes."""
-    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
-    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-    return dh + dw
 
 
 def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -167,6 +163,8 @@ class MatchingProblem:
     target: CosineTarget
     prior: BatchStatisticsPrior | None = None
     prior_weight: float = 0.0
+    smoothness: Prior = total_variation
+    domain: InputDomain = field(default_factory=InputDomain)
 
     def candidate(self, x: torch.Tensor, *, create_graph: bool) -> list[torch.Tensor]:
         return simulated_update(
@@ -196,7 +194,7 @@ class MatchingProblem:
         parts = grad.split([c.numel() for c in candidate])
         vectors = [v.view_as(c) for v, c in zip(parts, candidate, strict=True)]
         if tv_weight > 0:
-            outputs.append(total_variation(x))
+            outputs.append(self.smoothness(x))
             vectors.append(torch.full((), tv_weight, dtype=x.dtype, device=x.device))
         if self.prior is not None and self.prior_weight > 0:
             outputs.append(self.prior.distance(captured))
@@ -309,15 +307,19 @@ class InvertingGradientsAttack(Attack):
             target=CosineTarget(_flatten(observed)),
             prior=prior,
             prior_weight=cfg.batchnorm_weight,
+            domain=update.input_domain,
         )
         shape = (schedule.num_samples, *update.input_shape)
-        tv_weight = cfg.tv_weight if len(update.input_shape) >= 3 else 0.0
+        smoothness = input_prior(update.input_domain, update.input_shape)
+        tv_weight = cfg.tv_weight if smoothness is not None else 0.0
+        if smoothness is not None:
+            problem = replace(problem, smoothness=smoothness)
         generator = torch.Generator(device="cpu").manual_seed(seed)
 
         best_loss = float("inf")
         best: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
         for order in orders:
-            init = torch.rand(shape, generator=generator, dtype=dtype)
+            init = initial_inputs(shape, update.input_domain, generator, dtype)
             trial = replace(problem, labels=torch.as_tensor(order, device=device))
             x = self._optimise(trial, init.to(device), tv_weight)
             final = trial.matching_loss(x)
@@ -342,7 +344,7 @@ class InvertingGradientsAttack(Attack):
     def _optimise(
         self, problem: MatchingProblem, init: torch.Tensor, tv_weight: float
     ) -> torch.Tensor:
-        """One restart: signed Adam with step decay, projected onto ``[0, 1]``."""
+        """One restart: signed Adam with step decay, projected onto the domain's bounds."""
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
         x = init.clone().requires_grad_(True)
@@ -359,8 +361,8 @@ class InvertingGradientsAttack(Attack):
             x.grad = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
             optimizer.step()
             with torch.no_grad():
-                x.clamp_(0.0, 1.0)
+                project_(x, problem.domain)
         return x.detach()
 
 
-register_attack("inverting_gradients", InvertingGradientsAttack)
+register_attack(InvertingGradientsAttack)

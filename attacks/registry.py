@@ -11,49 +11,52 @@ Attacks of other installed packages join the table through the entry-point group
 and :class:`MyAttack` (an :class:`~attacks.base.Attack` subclass) is registered as
 ``my_attack`` on the table's first lookup in each process, attack workers included: they
 look attacks up by name, so no module of theirs has to import the package. An entry point
-may also name a module whose import registers its attacks itself.
+may also name a module whose import registers its attacks itself. The table is a
+:class:`~attacks.name_table.Registry`, the one registry type of fedleak.
 """
 
 from __future__ import annotations
 
-import threading
 import types
-import warnings
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 from torch import nn
 
 from attacks.base import Attack, config_from_mapping
+from attacks.name_table import Registry
 
 ENTRY_POINT_GROUP = "fedleak.attacks"
 
-_ATTACKS: dict[str, type[Attack]] = {}
-_DISCOVERY = threading.RLock()  # re-entrant: a plug-in's import may look the table up
-_discovered = False
+
+def _from_entry_point(name: str, obj: Any) -> type[Attack] | None:
+    if isinstance(obj, types.ModuleType) or ATTACKS._items.get(name) is obj:
+        return None  # a module that registered its attacks on import, or did so for this one
+    if not (isinstance(obj, type) and issubclass(obj, Attack)):
+        raise TypeError(f"{obj!r} is not an Attack subclass")
+    return obj
 
 
-def register_attack(name: str, cls: type[Attack]) -> type[Attack]:
-    """Register ``cls`` under ``name``; a name can be registered once.
+ATTACKS: Registry[type[Attack]] = Registry(
+    "attack", entry_point_group=ENTRY_POINT_GROUP, from_entry_point=_from_entry_point
+)
+"""The attack table: name -> :class:`~attacks.base.Attack` subclass."""
+
+
+def register_attack(name: str | type[Attack], cls: type[Attack] | None = None) -> type[Attack]:
+    """Register an attack class: ``register_attack(MyAttack)`` under ``MyAttack.name``, or
+    ``register_attack("name", MyAttack)`` under another name.
 
     Raises
     ------
     ValueError
-        If ``name`` is already registered.
+        If the name is already registered.
     """
-    if name in _ATTACKS:
-        raise ValueError(f"attack {name!r} is already registered ({_ATTACKS[name].__name__})")
-    _ATTACKS[name] = cls
-    return cls
-
-
-def _register_entry_point(name: str, obj: Any) -> None:
-    if isinstance(obj, types.ModuleType) or _ATTACKS.get(name) is obj:
-        return  # a module that registered its attacks on import, or did so for this one
-    if not (isinstance(obj, type) and issubclass(obj, Attack)):
-        raise TypeError(f"{obj!r} is not an Attack subclass")
-    register_attack(name, obj)
+    if isinstance(name, type):
+        return ATTACKS.register(name.name, name)
+    if cls is None:
+        raise TypeError("register_attack(name, cls) needs the class")
+    return ATTACKS.register(name, cls)
 
 
 def discover_attacks() -> None:
@@ -61,27 +64,12 @@ def discover_attacks() -> None:
 
     One that fails to load, or whose name is taken, is skipped with a warning naming it.
     """
-    global _discovered
-    with _DISCOVERY:
-        if _discovered:
-            return
-        _discovered = True
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                _register_entry_point(entry.name, entry.load())
-            except Exception as exc:  # a broken plug-in is reported, never fatal
-                warnings.warn(
-                    f"fedleak: skipped attack entry point {entry.name!r} = {entry.value!r}: "
-                    f"{type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+    ATTACKS.discover()
 
 
 def available_attacks() -> list[str]:
     """Names of the registered attacks (installed plug-ins included), sorted."""
-    discover_attacks()
-    return sorted(_ATTACKS)
+    return ATTACKS.names()
 
 
 def attack_class(name: str) -> type[Attack]:
@@ -92,13 +80,7 @@ def attack_class(name: str) -> type[Attack]:
     ValueError
         If ``name`` is unknown; the message lists :func:`available_attacks`.
     """
-    discover_attacks()
-    try:
-        return _ATTACKS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown attack {name!r}; available attacks: {available_attacks()}"
-        ) from None
+    return ATTACKS.get(name)
 
 
 def create_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:

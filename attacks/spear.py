@@ -371,4 +371,4 @@ class SpearAttack(Attack):
         )
 
 
-register_attack("spear", SpearAttack)
+register_attack(SpearAttack)

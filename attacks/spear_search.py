@@ -120,7 +120,8 @@ def spear_search(
     batches, completed = 0, -1
     use_inputs = space is not None and budget.input_starts > 0
     while len(state.q) < width and time.monotonic() < budget.deadline:
-        if dual is not None and width - len(state.q) <= 2 and completed != len(state.q):
+        # completion extends known columns: with none known yet (B = 2) there is nothing to stack
+        if dual is not None and state.q and width - len(state.q) <= 2 and completed != len(state.q):
             completed = len(state.q)
             _complete(state, rows, dual, tol, min_zeros)
             continue

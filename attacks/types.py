@@ -61,6 +61,34 @@ class TrainingHyperparams:
     local_epochs: int = 1
 
 
+Modality = Literal["image", "tabular", "signal"]
+
+
+@dataclass(frozen=True)
+class InputDomain:
+    """What the server knows of the input space: public, like the input shape.
+
+    A tabular attacker knows the table's schema (which input columns one-hot encode which
+    discrete feature: Vero et al., "TabLeak: Tabular Data Leakage in Federated Learning",
+    ICML 2023); any attacker knows whether the model reads images, rows or signals.
+
+    Attributes
+    ----------
+    modality : {"image", "tabular", "signal"}
+        ``image``: ``(C, H, W)`` pixels in ``[low, high]``; ``tabular``: flat rows of one-hot
+        blocks and standardised continuous columns; ``signal``: 1-D series, z-normalised.
+    low, high : float | None
+        Bounds of every input value (``None``: unbounded). Images lie in ``[0, 1]``.
+    discrete_groups : tuple[tuple[int, int], ...]
+        ``(start, stop)`` column ranges of the one-hot blocks of a flat tabular row.
+    """
+
+    modality: Modality = "image"
+    low: float | None = 0.0
+    high: float | None = 1.0
+    discrete_groups: tuple[tuple[int, int], ...] = ()
+
+
 @dataclass(frozen=True)
 class InterceptedUpdate:
     """One client's reply for one round, as the curious server sees it.
@@ -85,6 +113,8 @@ class InterceptedUpdate:
         Number of output classes of the model.
     disclosed_labels : np.ndarray | None
         Only set when the experiment discloses :attr:`Disclosure.LABELS`.
+    input_domain : InputDomain
+        Modality, value bounds and one-hot layout of the inputs (public schema).
     """
 
     server_round: int
@@ -96,6 +126,7 @@ class InterceptedUpdate:
     input_shape: tuple[int, ...]
     num_classes: int
     disclosed_labels: np.ndarray | None = None
+    input_domain: InputDomain = field(default_factory=InputDomain)
 
     def is_zero(self) -> bool:
         """Whether the client sent back the global model unchanged (nothing to invert)."""
@@ -142,7 +173,8 @@ class Reconstruction:
     Attributes
     ----------
     inputs : np.ndarray
-        Recovered samples, shape ``(B, *input_shape)``, in the data's [0, 1] range.
+        Recovered samples, shape ``(B, *input_shape)``, in the data's range (the update's
+        :class:`InputDomain`).
     labels : np.ndarray
         Recovered (or disclosed) integer labels, shape ``(B,)``.
     confidence : np.ndarray | None
@@ -167,7 +199,25 @@ class Reconstruction:
     initial_inputs: np.ndarray | None = None
 
 
-AttackStatus = Literal["failed", "not_applicable", "timeout", "skipped"]
+class Status(StrEnum):
+    """The status of one leakage row, written as its value (``"ok"``, ...) in ``leakage.jsonl``.
+
+    ``ok``: the attack returned a reconstruction; ``failed``: it raised or found nothing;
+    ``not_applicable``: its preconditions do not hold for this model or update; ``timeout`` /
+    ``skipped``: the pool gave up on it; ``rejected``: the server refused the reply, so no
+    attack ran. A ``StrEnum``: a member equals its string value.
+    """
+
+    OK = "ok"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+
+
+AttackStatus = Literal[Status.FAILED, Status.NOT_APPLICABLE, Status.TIMEOUT, Status.SKIPPED]
+"""The statuses of an :class:`AttackFailure` (an attack's own outcome)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +238,13 @@ class AttackFailure:
     status: AttackStatus
     reason: str
     wall_time_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        # a plain string ("failed") becomes its member; anything else is refused here
+        status = Status(self.status)
+        if status in (Status.OK, Status.REJECTED):
+            raise ValueError(f"an AttackFailure cannot have status {status.value!r}")
+        object.__setattr__(self, "status", status)
 
 
 AttackOutcome = Reconstruction | AttackFailure

@@ -20,6 +20,7 @@ from clients.training import train_locally
 from simulator import record_keys as keys
 from simulator.audit import AuditStore, GroundTruth
 from simulator.client_setup import ClientSetup
+from simulator.datasets import ArrayDataset
 from simulator.experiment_data import (
     args_key,
     cached_partitions,
@@ -49,16 +50,10 @@ def _client_rng(seed: int, server_round: int, partition_id: int) -> np.random.Ge
     return np.random.default_rng([seed, server_round, partition_id])
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """One round of local training on this node's partition."""
-    torch.set_num_threads(1)  # client actors share few cores with the attack workers
-    config: ConfigRecord = msg.content[keys.CONFIG]  # type: ignore[assignment]
-    setup = ClientSetup.from_json(str(config[keys.CLIENT_SETUP]))
-    hp = hyperparams_from_config(config)
-    server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
-    partition_id, num_partitions = _partition_of(context)
-
+def _local_data(
+    setup: ClientSetup, partition_id: int, num_partitions: int
+) -> tuple[ArrayDataset, np.ndarray, np.ndarray]:
+    """The experiment's train split (cached per process) and this partition's samples."""
     data_args = args_key(setup.dataset_args)
     splits = cached_splits(
         setup.dataset, setup.data_dir, setup.seed, setup.test_fraction, data_args
@@ -74,11 +69,23 @@ def train(msg: Message, context: Context) -> Message:
         data_args,
     )
     index = parts[partition_id]
-    inputs, labels = splits.train.inputs[index], splits.train.labels[index]
+    return splits.train, splits.train.inputs[index], splits.train.labels[index]
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round of local training on this node's partition."""
+    torch.set_num_threads(1)  # client actors share few cores with the attack workers
+    config: ConfigRecord = msg.content[keys.CONFIG]  # type: ignore[assignment]
+    setup = ClientSetup.from_json(str(config[keys.CLIENT_SETUP]))
+    hp = hyperparams_from_config(config)
+    server_round = int(config[keys.SERVER_ROUND])  # type: ignore[arg-type]
+    partition_id, num_partitions = _partition_of(context)
+    train_split, inputs, labels = _local_data(setup, partition_id, num_partitions)
 
     spec = model_spec_for(
         setup.model,
-        splits.train,
+        train_split,
         width=setup.model_width,
         activation=setup.model_activation,
         init=setup.model_init,

@@ -28,7 +28,8 @@ from server.flower_runtime import flower_starts_ray, join_flower_simulation
 from simulator import record_keys as keys
 from simulator.compose import load_experiment
 from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
-from simulator.preflight import PreflightError, check_paths
+from simulator.errors import FedleakError
+from simulator.preflight import check_paths
 from simulator.results import RunPaths
 from simulator.rundir import create_run_dir
 
@@ -94,8 +95,9 @@ def prepare(grid: Grid, context: Context) -> tuple[ExperimentConfig, RunPaths]:
 
     Raises
     ------
-    ConfigError, PreflightError
-        After printing the message as ``fedleak run`` would, so it stands out in Flower's log.
+    FedleakError
+        A ConfigError or PreflightError, after printing the message as ``fedleak run``
+        would, so it stands out in Flower's log.
     """
     try:
         cfg = resolve_config(context)
@@ -103,8 +105,8 @@ def prepare(grid: Grid, context: Context) -> tuple[ExperimentConfig, RunPaths]:
             cfg, note = join_flower_simulation(grid, cfg)
             print(note, flush=True)
         check_paths(cfg)
-    except (ConfigError, PreflightError) as exc:
-        print(f"fedleak: error: {exc}", flush=True)
+    except FedleakError as exc:
+        print(f"fedleak: error: {exc.describe()}", flush=True)
         raise
     return cfg, run_paths(context, cfg)
 

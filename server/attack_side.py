@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from attacks.registry import resolve_attack_names
 from server.pipeline import AttackPipeline, AttackPlan
 from server.policy import AttackPolicy
 from server.pool import create_pool
@@ -18,9 +17,10 @@ from server.recorder import LeakageRecorder
 from server.update_store import UpdateStore
 from simulator.audit import AuditStore
 from simulator.config import ExperimentConfig
+from simulator.data_domain import DataDomain
 from simulator.datasets import DatasetSplits
-from simulator.experiment_data import experiment_spec, experiment_splits
-from simulator.models import ModelSpec, build_model
+from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
+from simulator.models import ModelSpec
 from simulator.results import RunPaths
 
 logger = logging.getLogger(__name__)
@@ -43,26 +43,11 @@ class AttackSide:
     updates: UpdateStore | None
 
 
-def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str | None]:
-    """``attack.names``, with ``attack.fallback`` added when none of them fits the model.
-
-    Returns the attacks of every attacked update and the notice that says why the fallback
-    joined them (``None`` when it did not); see :func:`attacks.registry.resolve_attack_names`.
-    """
-    model = build_model(spec, seed=cfg.seed)
-    return resolve_attack_names(
-        list(cfg.attack.names),
-        list(cfg.attack.fallback),
-        model,
-        spec.input_shape,
-        spec.num_classes,
-    )
-
-
 def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -> AttackSide:
     """The attack pipeline of ``cfg`` (pool, policy, recorder) writing into ``paths``."""
     audit = AuditStore(paths.audit) if cfg.attack.audit else None
-    recorder = LeakageRecorder(paths, audit)
+    train = experiment_splits(cfg).train
+    recorder = LeakageRecorder(paths, audit, DataDomain.of(train))
     names, notice = attack_names(cfg, spec)
     if notice is not None:
         logger.info("fedleak: %s", notice)
@@ -81,6 +66,12 @@ def build_attack_side(cfg: ExperimentConfig, paths: RunPaths, spec: ModelSpec) -
     )
     updates = UpdateStore(paths.updates) if cfg.pool.persist_updates else None
     pipeline = AttackPipeline(
-        create_pool(cfg.pool), recorder, plan, spec, audit, update_store=updates
+        create_pool(cfg.pool),
+        recorder,
+        plan,
+        spec,
+        audit,
+        update_store=updates,
+        input_domain=train.domain,
     )
     return AttackSide(audit, recorder, pipeline, updates)

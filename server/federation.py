@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from rich.console import Console
 
-from server.attack_side import build_attack_side, experiment_model
-from server.evaluation import CentralEvaluator
+from server.lifecycle import FederationRun, train_loss
 from server.pipeline import AttackPipeline
 from server.reproducible import ReproducibleStrategy
 from server.rounds import run_rounds
@@ -23,14 +17,9 @@ from server.update_store import UpdateStore
 from server.validation import ValidatingStrategy
 from simulator import record_keys as keys
 from simulator.checkpoint import load_checkpoint, save_checkpoint
-from simulator.client_setup import ClientSetup
 from simulator.config import ExperimentConfig
-from simulator.experiment_data import initial_model
 from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
-from simulator.report import build_report
-from simulator.results import JsonlAppender, RunPaths, read_leakage
-
-console = Console(highlight=False, soft_wrap=True)
+from simulator.results import RunPaths, read_leakage
 
 
 def run_federation(
@@ -46,11 +35,8 @@ def run_federation(
     """
     if cfg.defense.secagg.enabled:
         return run_secagg_federation(grid, cfg, paths, start_round)
-    spec, splits = experiment_model(cfg)
-    model = initial_model(spec, cfg.seed, cfg.model.weights)
-    side = build_attack_side(cfg, paths, spec)
-    recorder, pipeline = side.recorder, side.pipeline
-    fed = cfg.federation
+    run = FederationRun.start(cfg, paths)
+    pipeline, fed = run.side.pipeline, cfg.federation
     inner = FedAvg(
         fraction_train=fed.fraction_train,
         fraction_evaluate=0.0,
@@ -64,44 +50,21 @@ def run_federation(
         min_valid_replies=fed.min_valid_replies,
         max_num_examples=fed.max_num_examples,
     )
-
-    def train_loss_of(server_round: int) -> float:
-        metrics = strategy.train_metrics.get(server_round)
-        if metrics is None or keys.TRAIN_LOSS not in metrics:
-            return math.nan
-        value = metrics[keys.TRAIN_LOSS]
-        return float(value) if isinstance(value, int | float) else math.nan
-
-    def progress(server_round: int, accuracy: float) -> None:
-        best = recorder.best_psnr()
-        console.print(
-            f"round {server_round}/{fed.rounds} | clients trained "
-            f"{strategy.clients_trained.get(server_round, 0)} | attacks pending "
-            f"{pipeline.pending} done {pipeline.recorded} | best PSNR "
-            f"{'-' if math.isnan(best) else f'{best:.1f} dB'} | test acc {accuracy:.3f}"
-        )
-
-    training_log = JsonlAppender(paths.training_jsonl)
-    evaluator = CentralEvaluator(
-        spec,
-        splits.test,
-        fed.loss,
-        training_log,
-        train_loss_of,
-        progress,
+    evaluator = run.evaluator(
+        lambda server_round: strategy.clients_trained.get(server_round, 0),
+        lambda server_round: train_loss(strategy.train_metrics.get(server_round)),
         rejected_of=lambda server_round: len(server_strategy.rejections.get(server_round, [])),
     )
-    setup = ClientSetup.from_experiment(cfg, audit_dir=str(paths.audit))
     train_config = ConfigRecord(
         {
             **hyperparams_to_config(hyperparams_from_federation(fed)),
-            keys.CLIENT_SETUP: setup.to_json(),
+            keys.CLIENT_SETUP: run.setup.to_json(),
         }
     )
-    arrays = ArrayRecord(model.state_dict())
+    arrays = ArrayRecord(run.initial_state)
     if start_round > 1:
-        arrays = _resume_state(paths, start_round, pipeline, side.updates)
-    try:
+        arrays = _resume_state(paths, start_round, pipeline, run.side.updates)
+    with run.finishing():
         final = run_rounds(
             server_strategy,
             grid,
@@ -114,15 +77,7 @@ def run_federation(
                 paths, server_round, arrays, pipeline
             ),
         )
-        torch.save(final.to_torch_state_dict(), Path(paths.root) / "final_model.pt")
-    finally:
-        console.print(f"training done; waiting for {pipeline.pending} attack(s) to finish ...")
-        pipeline.finish(cfg.pool.drain_timeout_s, lambda p: console.print(p.line()))
-        recorder.close()
-        training_log.close()
-        table = build_report(paths)
-        console.print(table)
-        console.print(f"results in {paths.root}")
+        run.save_final_model(final.to_torch_state_dict())
     return strategy
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import InterceptedUpdate
+from attacks.types import InputDomain, InterceptedUpdate, Status
 from server.capture import CapturedRound, decode, to_update
 from server.policy import AttackPolicy
 from server.pool import AttackJob, AttackPool, AttackResult, job_seed
@@ -88,6 +88,9 @@ class AttackPipeline:
         Read only for disclosed labels (when the threat model allows it).
     poll_interval_s : float
         How often finished attacks are collected.
+    input_domain : InputDomain | None
+        The inputs' public schema (modality, bounds, one-hot blocks) every update carries to
+        the attacks; ``None``: images in ``[0, 1]``.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class AttackPipeline:
         audit: AuditStore | None = None,
         poll_interval_s: float = 0.1,
         update_store: UpdateStore | None = None,
+        input_domain: InputDomain | None = None,
     ) -> None:
         self.pool = pool
         self.recorder = recorder
@@ -106,6 +110,7 @@ class AttackPipeline:
         self.model_spec = model_spec
         self.audit = audit
         self.update_store = update_store
+        self.input_domain = input_domain or InputDomain()
         self._interval = poll_interval_s
         # A deque, not a queue.Queue: append is atomic and wakes no thread. Queue.put's notify
         # woke this thread inside the strategy's timed aggregate_train (~40 us of a switch);
@@ -191,11 +196,12 @@ class AttackPipeline:
                     num_classes=self.model_spec.num_classes,
                     disclosed_labels=labels,
                 )
+                update = replace(update, input_domain=self.input_domain)
             except ValueError as exc:
                 for name in self.plan.names:
                     reason = f"update rejected: {exc}"
                     self.recorder.record_failure(
-                        captured.server_round, reply.node_id, name, "failed", reason
+                        captured.server_round, reply.node_id, name, Status.FAILED, reason
                     )
                     self.recorded += 1
                 continue
@@ -213,7 +219,7 @@ class AttackPipeline:
                     f"pool full: {self.pool.pending} attacks pending (pool.max_pending="
                     f"{self.plan.max_pending}); pool.when_full=wait queues instead"
                 )
-                self.recorder.record_failure(server_round, node_id, attack, "skipped", reason)
+                self.recorder.record_failure(server_round, node_id, attack, Status.SKIPPED, reason)
                 self.recorded += 1
                 self.skipped += 1
                 return False
@@ -225,7 +231,11 @@ class AttackPipeline:
         for rejection in rejected.rejections:
             for name in self.plan.names:
                 self.recorder.record_failure(
-                    rejected.server_round, rejection.node_id, name, "rejected", rejection.reason
+                    rejected.server_round,
+                    rejection.node_id,
+                    name,
+                    Status.REJECTED,
+                    rejection.reason,
                 )
                 self.recorded += 1
 
@@ -255,7 +265,7 @@ class AttackPipeline:
     def _resubmit(self, item: Resubmission) -> None:
         for stored in item.updates:
             labels = self._disclosed_labels(stored.server_round, stored.node_id)
-            update = replace(stored, disclosed_labels=labels)
+            update = replace(stored, disclosed_labels=labels, input_domain=self.input_domain)
             for name in self.plan.names:
                 if (update.server_round, update.node_id, name) in item.done:
                     continue
@@ -273,7 +283,7 @@ class AttackPipeline:
             for reply in captured.replies:
                 for name in self.plan.names:
                     self.recorder.record_failure(
-                        captured.server_round, reply.node_id, name, "failed", reason
+                        captured.server_round, reply.node_id, name, Status.FAILED, reason
                     )
             self.recorded += len(captured.replies) * len(self.plan.names)
             return

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import AttackFailure, Reconstruction
+from attacks.types import AttackFailure, Reconstruction, Status
 from server.pool.jobs import AttackResult
 from simulator import record_keys as keys
 from simulator.audit import AuditStore
-from simulator.metrics import compute_leakage
+from simulator.data_domain import DataDomain
+from simulator.modality_metrics import measure_leakage
 from simulator.results import STATUS_OK, JsonlAppender, LeakageRecord, RunPaths
 
 
@@ -27,17 +28,25 @@ class LeakageRecorder:
         The run directory.
     audit : AuditStore | None
         Ground truth; ``None`` when auditing is off (rows then carry no metrics).
+    domain : DataDomain | None
+        The data's modality (its metrics: :mod:`simulator.modality_metrics`) and encoder,
+        written to the run directory for the report; ``None``: images.
     """
 
-    def __init__(self, paths: RunPaths, audit: AuditStore | None) -> None:
+    def __init__(
+        self, paths: RunPaths, audit: AuditStore | None, domain: DataDomain | None = None
+    ) -> None:
         self.paths = paths
         self.audit = audit
+        self.domain = domain or DataDomain()
+        if domain is not None:
+            domain.write(paths.root)
         self.records: list[LeakageRecord] = []
         self._aggregated: dict[int, int] = {}  # round -> clients in its secure aggregate
         self._lock = threading.Lock()
         self._jsonl = JsonlAppender(paths.leakage_jsonl)
 
-    def _base(self, result: AttackResult, status: str, reason: str = "") -> LeakageRecord:
+    def _base(self, result: AttackResult, status: Status, reason: str = "") -> LeakageRecord:
         server_round, node_id, attack = result.job.key
         return LeakageRecord(
             round=server_round,
@@ -59,11 +68,24 @@ class LeakageRecorder:
         if self.audit is None or not self.audit.has(server_round, node_id):
             return replace(base, reason="no ground truth (audit disabled)")
         truth = self.audit.read(server_round, node_id)
-        metrics = compute_leakage(truth.inputs, truth.labels, recon.inputs, recon.labels)
+        modality, encoder = self.domain.modality, self.domain.encoder
+        metrics = measure_leakage(
+            truth.inputs,
+            truth.labels,
+            recon.inputs,
+            recon.labels,
+            modality=modality,
+            encoder=encoder,
+        )
         init_psnr = math.nan
         if recon.initial_inputs is not None:
-            init_psnr = compute_leakage(
-                truth.inputs, truth.labels, recon.initial_inputs, recon.labels
+            init_psnr = measure_leakage(
+                truth.inputs,
+                truth.labels,
+                recon.initial_inputs,
+                recon.labels,
+                modality=modality,
+                encoder=encoder,
             ).psnr_mean
         target = self.paths.reconstruction_file(server_round, node_id, attack)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +124,7 @@ class LeakageRecorder:
             self.audit.write(server_round, keys.AGGREGATE_NODE_ID, union)
 
     def record_failure(
-        self, server_round: int, node_id: int, attack: str, status: str, reason: str
+        self, server_round: int, node_id: int, attack: str, status: Status, reason: str
     ) -> LeakageRecord:
         """Record an attack that never ran (e.g. a malformed update)."""
         client = self._client_of(server_round, node_id)
@@ -121,7 +143,7 @@ class LeakageRecorder:
                 row = self._measure(result, outcome)
             except Exception as exc:  # a bad reconstruction shape must not stop the run
                 reason = f"measuring failed: {type(exc).__name__}: {exc}"
-                row = self._base(result, "failed", reason)
+                row = self._base(result, Status.FAILED, reason)
         return self._append(row)
 
     def best_psnr(self) -> float:

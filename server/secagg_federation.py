@@ -15,10 +15,8 @@ canonical reply order (the masked sum does not depend on it).
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
+from collections.abc import Callable
 
-import torch
 from flwr.app import Array, ArrayRecord, Context, RecordDict
 from flwr.common import (
     Metrics,
@@ -33,20 +31,13 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
-from rich.console import Console
 
-from server.attack_side import build_attack_side, experiment_model
-from server.evaluation import CentralEvaluator
+from server.lifecycle import FederationRun, train_loss
 from server.secagg_strategy import CuriousSecAggStrategy
 from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
 from simulator.config import ExperimentConfig, FederationConfig, SecAggSettings
-from simulator.experiment_data import initial_model
 from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
-from simulator.report import build_report
-from simulator.results import JsonlAppender, RunPaths
-
-console = Console(highlight=False, soft_wrap=True)
+from simulator.results import RunPaths
 
 
 def secagg_workflow(
@@ -92,6 +83,27 @@ def _weighted_train_loss(metrics: list[tuple[int, Metrics]]) -> Metrics:
     return {keys.TRAIN_LOSS: sum(n * float(v) for n, v in losses) / total}
 
 
+def _curious_fedavg(
+    run: FederationRun,
+    names: list[str],
+    evaluate_fn: Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]],
+    base_config: dict[str, Scalar],
+) -> CuriousSecAggStrategy:
+    """Legacy FedAvg (what SecAgg+ drives) wrapped by the curious strategy."""
+    fed = run.cfg.federation
+    inner = FedAvg(
+        fraction_fit=fed.fraction_train,
+        fraction_evaluate=0.0,
+        min_fit_clients=2,  # SecAgg+ needs at least two clients
+        min_available_clients=fed.num_clients,
+        evaluate_fn=evaluate_fn,
+        on_fit_config_fn=lambda r: {**base_config, keys.SERVER_ROUND: r},
+        initial_parameters=ndarrays_to_parameters([t.numpy() for t in run.initial_state.values()]),
+        fit_metrics_aggregation_fn=_weighted_train_loss,
+    )
+    return CuriousSecAggStrategy(inner, run.side.pipeline, run.side.recorder, names, run.cfg.seed)
+
+
 def run_secagg_federation(
     grid: Grid, cfg: ExperimentConfig, paths: RunPaths, start_round: int = 1
 ) -> CuriousSecAggStrategy:
@@ -108,34 +120,19 @@ def run_secagg_federation(
             "at round 1 and keeps no checkpoints); start the run again"
         )
     fed = cfg.federation
-    spec, splits = experiment_model(cfg)
-    state = initial_model(spec, cfg.seed, cfg.model.weights).state_dict()
-    names = list(state)
-    side = build_attack_side(cfg, paths, spec)
-    recorder, pipeline = side.recorder, side.pipeline
-    setup = ClientSetup.from_experiment(cfg, audit_dir=str(paths.audit))
+    run = FederationRun.start(cfg, paths)
+    names = list(run.initial_state)
     base_config: dict[str, Scalar] = {
         **hyperparams_to_config(hyperparams_from_federation(fed)),
-        keys.CLIENT_SETUP: setup.to_json(),
+        keys.CLIENT_SETUP: run.setup.to_json(),
         keys.ARRAY_NAMES: json.dumps(names),
     }
     strategy: CuriousSecAggStrategy
-
-    def progress(server_round: int, accuracy: float) -> None:
-        best = recorder.best_psnr()
-        console.print(
-            f"round {server_round}/{fed.rounds} | clients trained "
-            f"{strategy.clients_trained.get(server_round, 0)} (secure aggregate) | attacks "
-            f"pending {pipeline.pending} done {pipeline.recorded} | best PSNR "
-            f"{'-' if math.isnan(best) else f'{best:.1f} dB'} | test acc {accuracy:.3f}"
-        )
-
-    def train_loss_of(server_round: int) -> float:
-        value = strategy.train_metrics.get(server_round, {}).get(keys.TRAIN_LOSS)
-        return float(value) if isinstance(value, int | float) else math.nan
-
-    training_log = JsonlAppender(paths.training_jsonl)
-    evaluator = CentralEvaluator(spec, splits.test, fed.loss, training_log, train_loss_of, progress)
+    evaluator = run.evaluator(
+        lambda server_round: strategy.clients_trained.get(server_round, 0),
+        lambda server_round: train_loss(strategy.train_metrics.get(server_round)),
+        trained_note=" (secure aggregate)",
+    )
 
     def evaluate_fn(
         server_round: int, values: NDArrays, _config: dict[str, Scalar]
@@ -144,17 +141,7 @@ def run_secagg_federation(
         row = evaluator.rows[-1]
         return row["test_loss"], {"test_accuracy": row["test_accuracy"]}
 
-    inner = FedAvg(
-        fraction_fit=fed.fraction_train,
-        fraction_evaluate=0.0,
-        min_fit_clients=2,  # SecAgg+ needs at least two clients
-        min_available_clients=fed.num_clients,
-        evaluate_fn=evaluate_fn,
-        on_fit_config_fn=lambda r: {**base_config, keys.SERVER_ROUND: r},
-        initial_parameters=ndarrays_to_parameters([t.numpy() for t in state.values()]),
-        fit_metrics_aggregation_fn=_weighted_train_loss,
-    )
-    strategy = CuriousSecAggStrategy(inner, pipeline, recorder, names, cfg.seed)
+    strategy = _curious_fedavg(run, names, evaluate_fn, base_config)
     context = LegacyContext(
         Context(
             run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}
@@ -165,21 +152,15 @@ def run_secagg_federation(
     per_round = max(2, round(fed.num_clients * fed.fraction_train))
     workflow = DefaultWorkflow(
         fit_workflow=secagg_workflow(
-            cfg.defense.secagg, per_round, _max_weight(fed, len(splits.train))
+            cfg.defense.secagg, per_round, _max_weight(fed, len(run.splits.train))
         )
     )
-    try:
+    with run.finishing():
         workflow(grid, context)
         final = compat.arrayrecord_to_parameters(
             context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
         )
-        final_state = _array_record(names, parameters_to_ndarrays(final)).to_torch_state_dict()
-        torch.save(final_state, Path(paths.root) / "final_model.pt")
-    finally:
-        console.print(f"training done; waiting for {pipeline.pending} attack(s) to finish ...")
-        pipeline.finish(cfg.pool.drain_timeout_s, lambda p: console.print(p.line()))
-        recorder.close()
-        training_log.close()
-        console.print(build_report(paths))
-        console.print(f"results in {paths.root}")
+        run.save_final_model(
+            _array_record(names, parameters_to_ndarrays(final)).to_torch_state_dict()
+        )
     return strategy

@@ -26,7 +26,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.wrapper import StrategyWrapper
+from simulator import exit_codes
 from simulator import record_keys as keys
+from simulator.errors import FedleakError
 from simulator.failures import failure_cause
 
 
@@ -38,8 +40,10 @@ class Rejection:
     reason: str
 
 
-class TooFewValidRepliesError(RuntimeError):
+class TooFewValidRepliesError(FedleakError, RuntimeError):
     """Fewer valid replies than ``federation.min_valid_replies`` remained in a round."""
+
+    exit_code = exit_codes.TOO_FEW_VALID_REPLIES
 
 
 Signature = tuple[tuple[str, tuple[int, ...], str], ...]

@@ -41,14 +41,16 @@ def _parameters(fn: Callable[..., Any], skip: set[str]) -> list[str]:
 
 
 def _attacks() -> list[CatalogEntry]:
+    from attacks.base import AttackConfig
     from attacks.registry import attack_class, available_attacks
 
+    common = {f.name for f in dataclasses.fields(AttackConfig)}  # attack.effort sets them
     entries = []
     for name in available_attacks():
         cls = attack_class(name)
         requires = sorted(str(d) for d in cls.requires)
         needs = f"disclose {requires}" if requires else "a plain server's view"
-        settings = [f.name for f in dataclasses.fields(cls.config_class)]
+        settings = [f.name for f in dataclasses.fields(cls.config_class) if f.name not in common]
         if settings:
             needs += f"; settings {', '.join(settings)}"
         entries.append(CatalogEntry(name, needs, _first_line(cls)))

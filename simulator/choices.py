@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-MODES = ("fedsgd", "fedavg")
-LOSSES = ("cross_entropy", "mse")
-BATCH_LABELS = ("random", "equal")
-POOL_BACKENDS = ("ray", "inprocess")
-QUEUE_POLICIES = ("wait", "skip")
-DEVICES = ("auto", "cpu", "cuda")
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+from attacks.name_table import Registry
+from attacks.types import LossName, TrainingMode
+
+BatchLabels = Literal["random", "equal"]
+"""``federation.batch_labels``."""
+QueuePolicy = Literal["wait", "skip"]
+"""``pool.when_full``."""
+Device = Literal["auto", "cpu", "cuda"]
+"""``device``."""
+
+# the closed sets, read from the Literal types the config schema is annotated with
+MODES: tuple[str, ...] = get_args(TrainingMode)
+LOSSES: tuple[str, ...] = get_args(LossName)
+BATCH_LABELS: tuple[str, ...] = get_args(BatchLabels)
+QUEUE_POLICIES: tuple[str, ...] = get_args(QueuePolicy)
+DEVICES: tuple[str, ...] = get_args(Device)
+
+
+POOL_BACKENDS: Registry[str | Callable[..., Any]] = Registry("pool backend")
+"""Attack-pool backends: name -> the factory ``factory(PoolConfig) -> AttackPool``, or its
+import path. fedleak's own are import paths, so that the config layer knows their names
+without importing the server (:func:`server.pool.create_pool` imports the one a run uses)."""
+POOL_BACKENDS.register("ray", "server.pool.ray_pool:RayAttackPool")
+POOL_BACKENDS.register("inprocess", "server.pool.inprocess:InProcessAttackPool")
+
+
+def accepted_pool_backends() -> list[str]:
+    """Registered attack-pool backends."""
+    return POOL_BACKENDS.names()
 
 
 def accepted_efforts() -> list[str]:

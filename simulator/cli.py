@@ -14,72 +14,52 @@ import yaml
 
 from simulator import exit_codes
 from simulator.compose import load_experiment
-from simulator.config import ConfigError, ExperimentConfig
+from simulator.config import ExperimentConfig
 from simulator.deploy import add_deploy_parser
+from simulator.errors import FedleakError, causes, fedleak_cause
 from simulator.failures import FAILURES_LOG, short_message
 from simulator.results import RunPaths
 
 
-def _error(message: str, code: int) -> int:
-    print(f"fedleak: error: {message}", file=sys.stderr)
-    return code
-
-
-def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int] | int:
-    """The experiment of ``fedleak run`` (fresh or resumed), or the exit code of its error."""
-    from simulator.preflight import PreflightError, check_resume_dir
+def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int]:
+    """The experiment of ``fedleak run`` (fresh or resumed)."""
+    from simulator.preflight import check_resume_dir
     from simulator.resume import prepare_resume
     from simulator.sweep import sweep_overrides
 
-    try:
-        if args.resume is None:
-            if sweeps := sweep_overrides(args.overrides):
-                return _error(
-                    f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
-                    "every combination: fedleak run -m " + " ".join(args.overrides),
-                    exit_codes.CONFIG_ERROR,
-                )
-            return load_experiment(args.overrides), None, 1
-        if args.overrides:
-            return _error(
-                "--resume takes no overrides: the run's config.yaml is used",
-                exit_codes.CONFIG_ERROR,
+    if args.resume is None:
+        if sweeps := sweep_overrides(args.overrides):
+            raise FedleakError(
+                f"{' '.join(sweeps)} sweeps several values; add -m (--multirun) to run "
+                "every combination: fedleak run -m " + " ".join(args.overrides),
+                exit_code=exit_codes.CONFIG_ERROR,
             )
-        check_resume_dir(Path(args.resume))
-        return prepare_resume(Path(args.resume))
-    except ConfigError as exc:
-        return _error(str(exc), exit_codes.CONFIG_ERROR)
-    except FileNotFoundError as exc:
-        return _error(str(exc), exit_codes.RUN_DIR_INVALID)
-    except PreflightError as exc:
-        return _error(str(exc), exc.exit_code)
+        return load_experiment(args.overrides), None, 1
+    if args.overrides:
+        raise FedleakError(
+            "--resume takes no overrides: the run's config.yaml is used",
+            exit_code=exit_codes.CONFIG_ERROR,
+        )
+    check_resume_dir(Path(args.resume))
+    return prepare_resume(Path(args.resume))
 
 
-def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
+def _check_before_start(cfg: ExperimentConfig) -> list[str]:
     """Fail before anything starts when the data, the settings or the machine are not right.
 
-    Returns the start-up warnings (printed here), or the exit code of the first error.
+    Returns the start-up warnings (printed here).
     """
-    from server.attack_side import attack_names
-    from simulator.datasets import DatasetUnavailableError
-    from simulator.experiment_data import experiment_spec, experiment_splits
-    from simulator.preflight import PreflightError, partition_sizes, preflight
+    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
+    from simulator.preflight import partition_sizes, preflight
     from simulator.setting_warnings import DataFacts, startup_warnings
     from simulator.trainability import check_model_trains
 
-    try:  # paths first: a bad data_dir or weights file is named before anything is loaded
-        preflight(cfg)
-        experiment_splits(cfg)
-        check_model_trains(cfg)
-        warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
-        notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))[1]
-        warnings += [notice] if notice else []
-    except ConfigError as exc:
-        return _error(str(exc), exit_codes.CONFIG_ERROR)
-    except DatasetUnavailableError as exc:
-        return _error(str(exc), exit_codes.DATASET_UNAVAILABLE)
-    except PreflightError as exc:
-        return _error(str(exc), exc.exit_code)
+    preflight(cfg)  # paths first: a bad data_dir or weights file is named before any loading
+    experiment_splits(cfg)
+    check_model_trains(cfg)
+    warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
+    notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))[1]
+    warnings += [notice] if notice else []
     for line in warnings:
         print(f"fedleak: warning: {line}", file=sys.stderr)
     return warnings
@@ -88,32 +68,29 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str] | int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.rundir import create_run_dir
     from simulator.setting_warnings import write_warnings
-    from simulator.simulation import run_in_simulation
 
     if args.multirun:
         if args.resume is not None:
-            return _error(
-                "--resume resumes one run; it does not combine with -m", exit_codes.CONFIG_ERROR
+            raise FedleakError(
+                "--resume resumes one run; it does not combine with -m",
+                exit_code=exit_codes.CONFIG_ERROR,
             )
         if args.jobs < 1:
-            return _error(f"--jobs must be >= 1, got {args.jobs}", exit_codes.CONFIG_ERROR)
+            raise FedleakError(
+                f"--jobs must be >= 1, got {args.jobs}", exit_code=exit_codes.CONFIG_ERROR
+            )
         from simulator.sweep import multirun
 
         return multirun(
             args.overrides, verbose=args.verbose, jobs=args.jobs, ray_address=args.ray_address
         )
     if args.jobs != 1 or args.ray_address is not None:
-        return _error(
+        raise FedleakError(
             "--jobs and --ray-address run the jobs of a sweep; add -m (--multirun)",
-            exit_codes.CONFIG_ERROR,
+            exit_code=exit_codes.CONFIG_ERROR,
         )
-    loaded = _load(args)
-    if isinstance(loaded, int):
-        return loaded
-    cfg, paths, start_round = loaded
+    cfg, paths, start_round = _load(args)
     warnings = _check_before_start(cfg)
-    if isinstance(warnings, int):
-        return warnings
     if paths is None:
         paths = create_run_dir(cfg)
         write_warnings(paths.root, warnings)
@@ -122,35 +99,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"fedleak: {paths.root} completed all {cfg.federation.rounds} rounds")
     else:
         print(f"fedleak: resuming {paths.root} at round {start_round}")
-    try:
-        run_in_simulation(cfg, paths, verbose=args.verbose, start_round=start_round)
-    except Exception as exc:
-        code = exit_codes.RUN_FAILED
-        if any("TooFewValidRepliesError" in type(e).__name__ for e in _chain(exc)):
-            code = exit_codes.TOO_FEW_VALID_REPLIES
-        log = paths.root / FAILURES_LOG
-        with log.open("a", encoding="utf-8") as handle:  # the whole of it, for the record
-            handle.write("--- fedleak run failed\n" + "".join(traceback.format_exception(exc)))
-        return _error(
-            f"run failed: {short_message(_root_cause(exc), log)}\nrows written so far are in "
-            f"{paths.root} (rebuild its report with: fedleak report {paths.root})",
-            code,
-        )
+    _simulate(cfg, paths, args.verbose, start_round)
     return exit_codes.OK
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes (Flower re-raises the ServerApp's error from its own)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+def _simulate(cfg: ExperimentConfig, paths: RunPaths, verbose: bool, start_round: int) -> None:
+    """Run the simulation; a failure is logged in full and raised as a :class:`FedleakError`
+    whose exit code is that of the first FedleakError among its causes (else ``RUN_FAILED``)."""
+    from simulator.simulation import run_in_simulation
+
+    try:
+        run_in_simulation(cfg, paths, verbose=verbose, start_round=start_round)
+    except Exception as exc:
+        cause = fedleak_cause(exc)
+        log = paths.root / FAILURES_LOG
+        with log.open("a", encoding="utf-8") as handle:  # the whole of it, for the record
+            handle.write("--- fedleak run failed\n" + "".join(traceback.format_exception(exc)))
+        raise FedleakError(
+            f"run failed: {short_message(_root_cause(exc), log)}",
+            exit_code=exit_codes.RUN_FAILED if cause is None else cause.exit_code,
+            hint=f"rows written so far are in {paths.root} (rebuild its report with: "
+            f"fedleak report {paths.root})",
+        ) from exc
 
 
 def _root_cause(exc: BaseException) -> str:
-    last = _chain(exc)[-1]
+    last = list(causes(exc))[-1]
     return f"{type(last).__name__}: {last}"
 
 
@@ -160,9 +134,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     paths = RunPaths(Path(args.run_dir))
     if not paths.leakage_jsonl.is_file() and not paths.config.is_file():
-        return _error(
+        raise FedleakError(
             f"{paths.root} is not a fedleak run directory (no leakage.jsonl or config.yaml)",
-            exit_codes.RUN_DIR_INVALID,
+            exit_code=exit_codes.RUN_DIR_INVALID,
         )
     print(build_report(paths))
     return exit_codes.OK
@@ -173,16 +147,15 @@ def _cmd_sweep_report(args: argparse.Namespace) -> int:
 
     sweep_dir = Path(args.sweep_dir)
     if not any(sweep_dir.glob("job-*/job.json")):
-        return _error(f"{sweep_dir} is not a fedleak sweep directory", exit_codes.RUN_DIR_INVALID)
+        raise FedleakError(
+            f"{sweep_dir} is not a fedleak sweep directory", exit_code=exit_codes.RUN_DIR_INVALID
+        )
     print(build_sweep_report(sweep_dir))
     return exit_codes.OK
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_experiment(args.overrides)
-    except ConfigError as exc:
-        return _error(str(exc), exit_codes.CONFIG_ERROR)
+    cfg = load_experiment(args.overrides)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return exit_codes.OK
 
@@ -263,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedleak`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except FedleakError as exc:  # the one place an error becomes a message and an exit code
+        print(f"fedleak: error: {exc.describe()}", file=sys.stderr)
+        return exc.exit_code
     return code
 
 

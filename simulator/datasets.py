@@ -1,13 +1,14 @@
 """Data sets as in-memory arrays, behind a name table.
 
 Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
-shaped ``(N, C, H, W)`` and int64 labels. Two sets ship offline and need no network:
+shaped ``(N, C, H, W)`` and int64 labels, or flat rows of another modality (``domain``):
+tables (``fair`` offline, ``adult`` from OpenML: :mod:`simulator.tabular_datasets`) and 1-D
+signals (``gunpoint``, ``pigcvp``: :mod:`simulator.signal_datasets`). Offline images:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
   of Eloul et al., Eloul et al. 2024); the first 100 are faces (label 1), the last 100 non-faces cut
   from the backgrounds of the same photos (label 0).
-
 - ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos
   (:data:`PHOTOS`), one class per photo: CIFAR-like inputs for the attacks, offline.
 
@@ -26,14 +27,20 @@ seeded) into train and test.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+from attacks.name_table import Registry
+from attacks.types import InputDomain
+from simulator import exit_codes
+from simulator.errors import FedleakError
+from simulator.plugins import call_with, import_object, registered_or_imported
+from simulator.tabular import TabularEncoder
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -55,8 +62,10 @@ DEFAULT_DATASET = "digits"
 _OFFLINE_SETS = "dataset=digits, dataset=lfw or dataset=photos"
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(FedleakError, RuntimeError):
     """A data set that has to be downloaded could not be fetched (typically: no network)."""
+
+    exit_code = exit_codes.DATASET_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -73,12 +82,18 @@ class ArrayDataset:
         Number of classes of the task (not necessarily all present in this split).
     name : str
         Registry name of the data set.
+    domain : InputDomain
+        Modality and value range of the inputs (images in ``[0, 1]`` by default).
+    encoder : TabularEncoder | None
+        For tabular data, how rows were encoded (and how recovered rows decode).
     """
 
     inputs: np.ndarray
     labels: np.ndarray
     num_classes: int
     name: str
+    domain: InputDomain = field(default_factory=InputDomain)
+    encoder: TabularEncoder | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.dtype != np.float32:
@@ -102,7 +117,7 @@ class ArrayDataset:
 
     def subset(self, indices: np.ndarray) -> ArrayDataset:
         """Return the samples at ``indices`` (e.g. one client's partition) as a new data set."""
-        return ArrayDataset(self.inputs[indices], self.labels[indices], self.num_classes, self.name)
+        return replace(self, inputs=self.inputs[indices], labels=self.labels[indices])
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,12 @@ class DatasetSplits:
 DatasetLoader = Callable[..., DatasetSplits]
 """``loader(data_dir, seed, test_fraction, **args) -> DatasetSplits``."""
 
-_DATASETS: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry(
+    "dataset",
+    entry_point_group="fedleak.datasets",
+    from_entry_point=lambda name, obj: _target_loader(name, obj),
+)
+"""The data set table: name -> :data:`DatasetLoader`."""
 
 
 def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
@@ -127,16 +147,12 @@ def register_dataset(name: str, loader: DatasetLoader) -> DatasetLoader:
     ValueError
         If ``name`` is already registered.
     """
-    if name in _DATASETS:
-        raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = loader
-    return loader
+    return DATASETS.register(name, loader)
 
 
 def available_datasets() -> list[str]:
     """Names of the registered data sets (installed plug-ins included), sorted."""
-    _discover()
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def dataset_loader(name: str) -> DatasetLoader:
@@ -147,18 +163,8 @@ def dataset_loader(name: str) -> DatasetLoader:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    _discover()
-    if name in _DATASETS or not is_import_path(name):
-        try:
-            return _DATASETS[name]
-        except KeyError:
-            raise ValueError(
-                f"unknown dataset {name!r}; available datasets: {available_datasets()}"
-            ) from None
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"dataset {name!r} is a {type(target).__name__}, not a loader function")
-    return _target_loader(name, target)
+    adapt = functools.partial(_target_loader, name)
+    return registered_or_imported(DATASETS, name, adapt, "a loader function")
 
 
 def _target_loader(name: str, target: Callable[..., Any]) -> DatasetLoader:
@@ -196,12 +202,6 @@ def as_splits(
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     return _stratified_splits(name, inputs, labels, num_classes, seed, test_fraction)
-
-
-def _discover() -> None:
-    load_entry_points(
-        "fedleak.datasets", lambda n, obj: register_dataset(n, _target_loader(n, obj))
-    )
 
 
 def load_dataset(
@@ -362,6 +362,27 @@ register_dataset("photos", _load_photos)
 register_dataset("mnist", _torchvision_loader("mnist", "MNIST", 10))
 register_dataset("fashion_mnist", _torchvision_loader("fashion_mnist", "FashionMNIST", 10))
 register_dataset("cifar10", _torchvision_loader("cifar10", "CIFAR10", 10))
+
+
+def _deferred(path: str, doc: str) -> DatasetLoader:
+    """The loader at ``path``, imported on first use (its module imports this one)."""
+
+    def load(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+        loader: DatasetLoader = import_object(path)
+        return loader(data_dir, seed, test_fraction)
+
+    load.__doc__ = doc
+    return load
+
+
+_MODALITY_SETS = {  # name: (module of its loader, description)
+    "fair": ("tabular", "statsmodels' fair: 6,366 rows, 5 discrete + 3 continuous; offline."),
+    "adult": ("tabular", "UCI Adult from OpenML: 48,842 rows, 8 discrete + 6 continuous."),
+    "gunpoint": ("signal", "UCR GunPoint: 200 z-normalised series of 150 samples; offline."),
+    "pigcvp": ("signal", "UCR PigCVP: 312 z-normalised series of 2,000 samples; offline."),
+}
+for _name, (_module, _doc) in _MODALITY_SETS.items():
+    register_dataset(_name, _deferred(f"simulator.{_module}_datasets.load_{_name}", _doc))
 
 
 def _load_huggingface(

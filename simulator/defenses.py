@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.plugins import load_entry_points
+from attacks.name_table import Registry
 
 __all__ = [
     "DefenseFactory",
@@ -35,7 +35,12 @@ DeltaTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 DefenseFactory = Callable[..., DeltaTransform]
 """``factory(**settings) -> DeltaTransform``."""
 
-_DEFENSES: dict[str, DefenseFactory] = {}
+DEFENSES: Registry[DefenseFactory] = Registry(
+    "defense",
+    entry_point_group="fedleak.defenses",
+    hint="(fedleak's own are the defense/ options: dp, prune, quantize, secagg, ...)",
+)
+"""The table of registered (not fedleak's own) defenses: name -> :data:`DefenseFactory`."""
 
 
 def register_defense(name: str, factory: DefenseFactory) -> DefenseFactory:
@@ -46,22 +51,14 @@ def register_defense(name: str, factory: DefenseFactory) -> DefenseFactory:
     ValueError
         If ``name`` is already registered.
     """
-    if name in _DEFENSES:
-        raise ValueError(f"defense {name!r} is already registered")
     if not callable(factory):
         raise ValueError(f"defense {name!r}: a factory must be callable, got {factory!r}")
-    _DEFENSES[name] = factory
-    return factory
-
-
-def _discover() -> None:
-    load_entry_points("fedleak.defenses", register_defense)
+    return DEFENSES.register(name, factory)
 
 
 def available_defenses() -> list[str]:
     """Names of the registered defenses (installed plug-ins included), sorted."""
-    _discover()
-    return sorted(_DEFENSES)
+    return DEFENSES.names()
 
 
 def defense_factory(name: str) -> DefenseFactory:
@@ -72,14 +69,7 @@ def defense_factory(name: str) -> DefenseFactory:
     ValueError
         If ``name`` is unknown; the message lists :func:`available_defenses`.
     """
-    _discover()
-    try:
-        return _DEFENSES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown defense {name!r}; registered defenses: {available_defenses()} "
-            "(fedleak's own are the defense/ options: dp, prune, quantize, secagg, ...)"
-        ) from None
+    return DEFENSES.get(name)
 
 
 def create_defense(name: str, settings: Mapping[str, Any] | None = None) -> DeltaTransform:

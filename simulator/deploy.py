@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,6 @@ def _flwr_home(stack: Stack) -> Path:
     return Path(stack.state_dir) / "flwr"
 
 
-def _fail(message: str) -> int:
-    print(f"fedleak: error: {message}", file=sys.stderr)
-    return exit_codes.DEPLOY_ERROR
-
-
 def _cmd_build(args: argparse.Namespace) -> int:
     from simulator.deploy_images import build_image, prepare_wheelhouse
 
@@ -68,7 +62,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from simulator.deploy_flower import wait_for_nodes, write_connection
 
     if args.supernodes < 2:
-        return _fail("--supernodes must be 2 or more (the base compose file defines two)")
+        raise DeployError("--supernodes must be 2 or more (the base compose file defines two)")
     check_daemon()
     gpu = has_gpus() if args.gpu is None else args.gpu
     stack = Stack(
@@ -84,7 +78,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     )
     if not _image_exists(stack.image):
         hint = "fedleak deploy build --cuda" if gpu else "fedleak deploy build"
-        return _fail(f"image {stack.image} not found: build it first with '{hint}'")
+        raise DeployError(f"image {stack.image} not found: build it first with '{hint}'")
     if not args.tls:
         print("fedleak: WARNING: insecure deployment (no TLS), for local use only; --tls for TLS")
     stack.write_nodes_override()
@@ -140,18 +134,13 @@ def _run_dirs(stack: Stack, name: str) -> set[str]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.compose import load_experiment
-    from simulator.config import ConfigError
     from simulator.deploy_flower import run_app, wait_for_nodes, write_run_config
 
     stack = Stack.load(_state_dir())
     host_out = Path(_given(args.overrides, "output_dir") or "runs")
-    try:
-        cfg = load_experiment(deployment_overrides(args.overrides, stack))
-    except ConfigError as exc:
-        print(f"fedleak: error: {exc}", file=sys.stderr)
-        return exit_codes.CONFIG_ERROR
+    cfg = load_experiment(deployment_overrides(args.overrides, stack))
     if cfg.federation.num_clients != stack.supernodes:
-        return _fail(
+        raise DeployError(
             f"federation.num_clients={cfg.federation.num_clients} but the deployment has "
             f"{stack.supernodes} SuperNodes: drop the override or 'deploy up --supernodes N'"
         )
@@ -162,10 +151,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         run_id, _ = run_app(home, REPO, run_config, args.timeout)
     except FlowerCommandError as exc:
-        return _fail(f"{exc}\nthe containers' logs: fedleak deploy logs serverapp ray-head")
+        exc.hint = "the containers' logs: fedleak deploy logs serverapp ray-head"
+        raise
     new = sorted(_run_dirs(stack, cfg.name) - before)
     if not new:
-        return _fail(f"run {run_id} finished but left no run directory in the results volume")
+        raise DeployError(f"run {run_id} finished but left no run directory in the results volume")
     dest = host_out / cfg.name / new[-1]
     _copy_from(stack, "serverapp", f"{CONTAINER_RUNS}/{cfg.name}/{new[-1]}", dest)
     print(f"fedleak: run {run_id} completed; results in {dest}")
@@ -196,13 +186,13 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _guarded(func: Any) -> Any:
+    """``func`` with the timeouts of docker, compose, flwr and pip raised as DeployError."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             code: int = func(args)
-        except (DeployError, FlowerCommandError, subprocess.TimeoutExpired) as exc:
-            return _fail(str(exc))
-        except RuntimeError as exc:  # image build errors
-            return _fail(str(exc))
+        except subprocess.TimeoutExpired as exc:
+            raise DeployError(str(exc)) from exc
         return code
 
     return run

@@ -14,6 +14,9 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from simulator import exit_codes
+from simulator.errors import FedleakError
+
 BASE_FILE = "docker-compose.yml"
 TLS_FILE = "docker-compose.tls.yml"
 GPU_FILE = "docker-compose.gpu.yml"
@@ -25,8 +28,10 @@ RAY_HEAD_ADDRESS = "ray-head:6379"
 """The ServerApp container is a Ray node, so its pool joins the cluster as a driver."""
 
 
-class DeployError(RuntimeError):
+class DeployError(FedleakError, RuntimeError):
     """A deployment step cannot go on; the message says what is wrong and how to fix it."""
+
+    exit_code = exit_codes.DEPLOY_ERROR
 
 
 def docker_client() -> str:

@@ -19,15 +19,19 @@ from typing import Any
 
 import tomli_w
 
+from simulator import exit_codes
 from simulator import record_keys as keys
 from simulator.config import ExperimentConfig
+from simulator.errors import FedleakError
 
 CONNECTION = "fedleak"
 _RUN_ID = re.compile(r"Successfully started run (\d+)")
 
 
-class FlowerCommandError(RuntimeError):
+class FlowerCommandError(FedleakError, RuntimeError):
     """``flwr`` failed or the run did not complete (the message carries its output)."""
+
+    exit_code = exit_codes.DEPLOY_ERROR
 
 
 def flwr_executable() -> str:

@@ -16,6 +16,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from simulator import exit_codes
+from simulator.errors import FedleakError
+
 WHEELHOUSE = Path("docker") / "wheelhouse"
 CUDA_WHEELHOUSE = Path("docker") / "wheelhouse-cuda"
 PYPI = "https://pypi.org/simple"
@@ -26,8 +29,10 @@ BUILD_TOOLS = ("setuptools>=68", "wheel")
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(FedleakError, RuntimeError):
     """Preparing the wheelhouse or building an image failed (the message says how to fix)."""
+
+    exit_code = exit_codes.DEPLOY_ERROR
 
 
 def project_dependencies(repo: Path) -> list[str]:

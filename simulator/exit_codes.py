@@ -14,3 +14,5 @@ DEPLOY_ERROR = 9
 """`fedleak deploy`: docker or compose missing, daemon down, stack not up, run not completed."""
 PATH_UNUSABLE = 10
 """``output_dir`` cannot be created or written, or ``dataset.data_dir`` is not a directory."""
+INTERRUPTED = 130
+"""Ctrl-C during a sweep (128 + SIGINT, the shell's convention); what finished is summarised."""

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attacks.registry import resolve_attack_names
 from simulator.datasets import ArrayDataset, DatasetSplits, load_dataset
 from simulator.models import ModelSpec, build_model
 from simulator.partitioning import partition_indices
@@ -122,3 +123,19 @@ def initial_model(spec: ModelSpec, seed: int, weights: str | None = None) -> nn.
                 f"model.weights {weights!r} does not fit model {spec.name!r}: {first}"
             ) from None
     return model
+
+
+def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str | None]:
+    """``attack.names``, with ``attack.fallback`` added when none of them fits the model.
+
+    Returns the attacks of every attacked update and the notice that says why the fallback
+    joined them (``None`` when it did not); see :func:`attacks.registry.resolve_attack_names`.
+    """
+    model = build_model(spec, seed=cfg.seed)
+    return resolve_attack_names(
+        list(cfg.attack.names),
+        list(cfg.attack.fallback),
+        model,
+        spec.input_shape,
+        spec.num_classes,
+    )

@@ -175,6 +175,24 @@ def _plots_section(plots: Mapping[str, Path], keys: list[tuple[str, str]], empty
     return '<div class="plots">' + "".join(figures) + "</div>"
 
 
+_MODALITY_CAPTIONS = (
+    ("discrete_accuracy", "discrete accuracy {:.3f}"),
+    ("continuous_mae", "continuous MAE {:.3g}"),
+    ("pearson_mean", "Pearson {:.4f}"),
+)
+
+
+def _modality_caption(records: list[LeakageRecord], server_round: int, attack: str) -> str:
+    """``, discrete accuracy 1.000, ...``: the modality's own metrics a round's rows have."""
+    rows = [r for r in records if (r.round, r.attack, r.status) == (server_round, attack, "ok")]
+    parts = []
+    for name, text in _MODALITY_CAPTIONS:
+        values = [getattr(r, name) for r in rows if not math.isnan(getattr(r, name))]
+        if values:
+            parts.append(text.format(sum(values) / len(values)))
+    return "".join(f", {part}" for part in parts)
+
+
 def _gallery(paths: RunPaths, records: list[LeakageRecord]) -> str:
     rounds = sorted({r.round for r in records})
     if not rounds:
@@ -187,7 +205,8 @@ def _gallery(paths: RunPaths, records: list[LeakageRecord]) -> str:
             if r.round == server_round and r.status == STATUS_OK and not math.isnan(r.psnr_mean):
                 psnr[r.attack].append(r.psnr_mean)
         caption = "; ".join(
-            f"{a}: mean PSNR {sum(v) / len(v):.1f} dB" for a, v in sorted(psnr.items())
+            f"{a}: mean PSNR {sum(v) / len(v):.1f} dB{_modality_caption(records, server_round, a)}"
+            for a, v in sorted(psnr.items())
         )
         parts.append(f"<h3>Round {server_round}</h3>")
         if grid.is_file():

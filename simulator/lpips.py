@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.errors import FedleakError
+
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 """torchvision's file name of ``AlexNet_Weights.IMAGENET1K_V1`` (what LPIPS 'alex' uses)."""
 LPIPS_SIZE = 64
@@ -28,7 +30,7 @@ Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``scorer(truth, recon)``: per-sample LPIPS of two (N, C, H, W) batches in [0, 1]."""
 
 
-class LpipsUnavailableError(RuntimeError):
+class LpipsUnavailableError(FedleakError, RuntimeError):
     """No backbone weights where fedleak looks; the message says where that was."""
 
 

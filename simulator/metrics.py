@@ -204,6 +204,11 @@ class LeakageMetrics:
         Batch sizes of the ground truth and of the reconstruction.
     psnr_per_sample, avd_per_sample : tuple[float, ...]
         Per matched pair, in the order of the true batch.
+    discrete_accuracy, continuous_mae : float
+        Tables only (:mod:`simulator.modality_metrics`): the fraction of discrete features
+        recovered, and the mean absolute error of continuous ones in original units.
+    pearson_mean : float
+        Signals only: mean Pearson correlation of matched series.
     """
 
     psnr_mean: float
@@ -219,6 +224,9 @@ class LeakageMetrics:
     num_reconstructed: int
     psnr_per_sample: tuple[float, ...] = ()
     avd_per_sample: tuple[float, ...] = ()
+    discrete_accuracy: float = math.nan
+    continuous_mae: float = math.nan
+    pearson_mean: float = math.nan
 
     def to_row(self) -> dict[str, float | int]:
         """The scalar fields as a flat dict (one JSONL row); per-sample tuples are left out."""

@@ -10,6 +10,7 @@ Architectures (each one entry of a name table):
   channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
 - ``cnn``: McMahan et al.'s CNN (AISTATS 2017): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
+- ``cnn1d``: a small 1-D CNN for signals (:mod:`simulator.signal_models`).
 - ``resnet18``: torchvision's ResNet-18 with its first convolution taking the input's channels
   and one of two stems (``stem``): ``imagenet``, torchvision's 7x7 stride-2 convolution and
   3x3 max-pool (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016), or
@@ -31,7 +32,7 @@ Flattened sizes are found with a dummy forward pass, so every architecture accep
 size it can downsample (``digits``' 8x8 included).
 
 Weight initialisation (the init sweep of DLG sensitivity studies): ``default`` keeps torch's,
-the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and ``Conv2d``.
+the others apply ``torch.nn.init.<name>_`` to the weights of every ``Linear`` and convolution.
 Biases always keep torch's default small uniform draw and are never zeroed, because analytic
 attacks (Phong et al. 2018: ``x = dL/dW1[j] / dL/db1[j]``) divide by bias gradients and need
 the neurons to be active.
@@ -49,7 +50,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from simulator.plugins import call_with, import_object, is_import_path, load_entry_points
+from attacks.name_table import Registry
+from simulator.plugins import call_with, registered_or_imported
 
 __all__ = [
     "STEMS",
@@ -123,7 +125,17 @@ SMALL_INPUT_PIXELS = 64
 ModelBuilder = Callable[[ModelSpec, Callable[[], nn.Module]], nn.Module]
 """``builder(spec, make_activation) -> nn.Module``; ``make_activation()`` gives a fresh module."""
 
-_MODELS: dict[str, ModelBuilder] = {}
+
+def _from_entry_point(name: str, obj: Any) -> ModelBuilder:
+    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
+    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
+    return _target_builder(obj) if is_module_class else obj
+
+
+MODELS: Registry[ModelBuilder] = Registry(
+    "model", entry_point_group="fedleak.models", from_entry_point=_from_entry_point
+)
+"""The architecture table: name -> :data:`ModelBuilder`."""
 _DEFAULT_ACTIVATION: dict[str, str] = {}
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 _INITS: dict[str, Callable[[torch.Tensor], object] | None] = {
@@ -143,17 +155,14 @@ def register_model(name: str, builder: ModelBuilder, *, default_activation: str 
     ValueError
         If ``name`` is already registered or ``default_activation`` is unknown.
     """
-    if name in _MODELS:
-        raise ValueError(f"model {name!r} is already registered")
     _lookup(_ACTIVATIONS, default_activation, "activation")
-    _MODELS[name] = builder
+    MODELS.register(name, builder)
     _DEFAULT_ACTIVATION[name] = default_activation
 
 
 def available_models() -> list[str]:
     """Names of the registered architectures (installed plug-ins included), sorted."""
-    _discover()
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_builder(name: str) -> ModelBuilder:
@@ -164,13 +173,7 @@ def model_builder(name: str) -> ModelBuilder:
     ValueError
         If ``name`` is neither (the message lists the registered names), or its import fails.
     """
-    _discover()
-    if name in _MODELS or not is_import_path(name):
-        return _lookup(_MODELS, name, "model")
-    target = import_object(name)
-    if not callable(target):
-        raise ValueError(f"model {name!r} is a {type(target).__name__}, not a class or function")
-    return _target_builder(target)
+    return registered_or_imported(MODELS, name, _target_builder, "a class or function")
 
 
 def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
@@ -193,16 +196,6 @@ def _target_builder(target: Callable[..., Any]) -> ModelBuilder:
 
     build.__doc__ = target.__doc__
     return build
-
-
-def _register_plugin(name: str, obj: Any) -> None:
-    """An entry point of ``fedleak.models``: an ``nn.Module`` class or a ModelBuilder."""
-    is_module_class = isinstance(obj, type) and issubclass(obj, nn.Module)
-    register_model(name, _target_builder(obj) if is_module_class else obj)
-
-
-def _discover() -> None:
-    load_entry_points("fedleak.models", _register_plugin)
 
 
 def available_activations() -> list[str]:
@@ -255,7 +248,7 @@ def build_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
         model = builder(spec, make_activation)
         if init_fn is not None:
             for module in model.modules():
-                if isinstance(module, nn.Linear | nn.Conv2d):
+                if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
                     init_fn(module.weight)
     return model
 
@@ -274,17 +267,10 @@ def _image_shape(spec: ModelSpec) -> tuple[int, int, int]:
     return c, h, w
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _linear(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     """Softmax regression: one dense layer (Eloul et al. 2024's "single linear dense layer")."""
     del act  # no hidden layer, nothing to activate
-    return nn.Sequential(nn.Flatten(), nn.Linear(_numel(spec.input_shape), spec.num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), spec.num_classes))
 
 
 def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
@@ -292,7 +278,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     width = spec.width or 100
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(_numel(spec.input_shape), width),
+        nn.Linear(math.prod(spec.input_shape), width),
         act(),
         nn.Linear(width, spec.num_classes),
     )
@@ -301,7 +287,7 @@ def _mlp(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 def _fcnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     """SPEAR's 6-layer fully connected network, width=200 hidden units per layer."""
     width = spec.width or 200
-    sizes = [_numel(spec.input_shape)] + [width] * 5 + [spec.num_classes]
+    sizes = [math.prod(spec.input_shape)] + [width] * 5 + [spec.num_classes]
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
@@ -342,6 +328,13 @@ def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
     )
     flat = _flat_size(features, spec.input_shape)
     return nn.Sequential(*features, nn.Linear(flat, 512), act(), nn.Linear(512, spec.num_classes))
+
+
+def _cnn1d(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
+    """A small 1-D CNN for signals (:mod:`simulator.signal_models`, which imports this)."""
+    from simulator.signal_models import cnn1d
+
+    return cnn1d(spec, act)
 
 
 def resolved_stem(spec: ModelSpec) -> str:
@@ -395,4 +388,5 @@ register_model("mlp", _mlp)
 register_model("fcnn", _fcnn)
 register_model("lenet", _lenet, default_activation="sigmoid")
 register_model("cnn", _cnn)
+register_model("cnn1d", _cnn1d)
 register_model("resnet18", _resnet18)

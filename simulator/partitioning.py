@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available_schemes", "partition_indices"]
+from attacks.name_table import Registry
+
+__all__ = ["SCHEMES", "available_schemes", "partition_indices"]
 
 _PartitionerFactory = Callable[[int, float, int, int], Any]
 """``factory(num_partitions, alpha, seed, min_partition_size) -> flwr_datasets Partitioner``."""
@@ -41,12 +43,27 @@ def _dirichlet(num_partitions: int, alpha: float, seed: int, min_partition_size:
     )
 
 
-_SCHEMES: dict[str, _PartitionerFactory] = {"iid": _iid, "dirichlet": _dirichlet}
+SCHEMES: Registry[_PartitionerFactory] = Registry("partitioning scheme")
+"""Partitioning schemes: name -> factory of a Flower Datasets partitioner."""
+SCHEMES.register("iid", _iid)
+SCHEMES.register("dirichlet", _dirichlet)
 
 
 def available_schemes() -> list[str]:
     """Names of the partitioning schemes, sorted."""
-    return sorted(_SCHEMES)
+    return SCHEMES.names()
+
+
+def _checked_labels(labels: np.ndarray, num_partitions: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if not 1 <= num_partitions <= len(labels):
+        raise ValueError(
+            f"num_partitions must be in [1, {len(labels)}] (the number of samples), "
+            f"got {num_partitions}"
+        )
+    return labels
 
 
 def partition_indices(
@@ -89,20 +106,8 @@ def partition_indices(
         For an unknown scheme (the message lists :func:`available_schemes`), or when
         ``num_partitions`` is not in ``[1, N]``.
     """
-    try:
-        factory = _SCHEMES[scheme]
-    except KeyError:
-        raise ValueError(
-            f"unknown partitioning scheme {scheme!r}; accepted values: {available_schemes()}"
-        ) from None
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
-    if not 1 <= num_partitions <= len(labels):
-        raise ValueError(
-            f"num_partitions must be in [1, {len(labels)}] (the number of samples), "
-            f"got {num_partitions}"
-        )
+    factory = SCHEMES.get(scheme)
+    labels = _checked_labels(labels, num_partitions)
     import datasets
 
     table = datasets.Dataset.from_dict(

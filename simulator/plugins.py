@@ -14,33 +14,32 @@ nothing of ours, :mod:`attacks.registry`):
      my_net = "my_pkg.nets:MyNet"
 
   and the registry of that group lists ``my_net`` beside fedleak's own entries. Discovery
-  runs lazily, once per process, on the registry's first lookup, so it happens in Ray
-  workers and Flower's app processes as well as in the ``fedleak`` command.
+  (:class:`attacks.name_table.Registry`) runs lazily, once per process, on the registry's
+  first lookup, so it happens in Ray workers and Flower's app processes as well as in the
+  ``fedleak`` command.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import threading
-import warnings
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
+
+from attacks.name_table import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
     "call_with",
     "import_object",
     "is_import_path",
-    "load_entry_points",
+    "registered_or_imported",
 ]
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUPS = ("fedleak.attacks", "fedleak.models", "fedleak.datasets", "fedleak.defenses")
 """The entry-point groups fedleak reads (attacks are read by :mod:`attacks.registry`)."""
-
-_LOCK = threading.RLock()  # re-entrant: a plug-in module may look its own registry up
-_LOADED: set[str] = set()
 
 
 def is_import_path(name: str) -> bool:
@@ -95,23 +94,21 @@ def call_with(fn: Callable[..., Any], args: Mapping[str, Any], offered: Mapping[
     return fn(**dict(args), **extra)
 
 
-def load_entry_points(group: str, register: Callable[[str, Any], object]) -> None:
-    """Register every entry point of ``group`` once per process, by its name.
+def registered_or_imported(
+    table: Registry[T], name: str, adapt: Callable[[Callable[..., Any]], T], what: str
+) -> T:
+    """The item registered as ``name`` in ``table``, or ``adapt(target)`` when ``name`` is the
+    import path of a callable ``target`` (Hydra's ``_target_``).
 
-    A plug-in that fails to load, or whose name is taken, is skipped with a warning that
-    names it: one broken package must not stop fedleak.
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither (the message lists the registered names), its import fails, or
+        it names something that is not callable (the message says it should be ``what``).
     """
-    with _LOCK:
-        if group in _LOADED:
-            return
-        _LOADED.add(group)
-        for entry in entry_points(group=group):
-            try:
-                register(entry.name, entry.load())
-            except Exception as exc:  # a broken plug-in is reported, never fatal
-                warnings.warn(
-                    f"fedleak: skipped entry point {entry.name!r} = {entry.value!r} of group "
-                    f"{group!r}: {type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+    if name in table or not is_import_path(name):
+        return table.get(name)
+    target = import_object(name)
+    if not callable(target):
+        raise ValueError(f"{table.kind} {name!r} is a {type(target).__name__}, not {what}")
+    return adapt(target)

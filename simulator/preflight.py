@@ -15,14 +15,14 @@ import yaml
 
 from simulator import exit_codes
 from simulator.config import ExperimentConfig
+from simulator.errors import FedleakError
 
 
-class PreflightError(RuntimeError):
+class PreflightError(FedleakError, RuntimeError):
     """An environment problem found before the run; ``exit_code`` tells which."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code=exit_code)
 
 
 def check_cuda(cfg: ExperimentConfig) -> None:

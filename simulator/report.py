@@ -14,7 +14,8 @@ import numpy as np
 from simulator.config import ConfigError
 from simulator.findings import defended_leaks
 from simulator.privacy import write_run_privacy
-from simulator.report_images import RowKey, lpips_scores, mean_lpips, write_round_grid
+from simulator.report_images import RowKey, lpips_scores, mean_lpips
+from simulator.report_modalities import write_round_gallery
 from simulator.results import (
     STATUS_OK,
     STATUSES,
@@ -41,6 +42,13 @@ METRIC_COLUMNS = (
 )
 SUMMARY_COLUMNS = ("round", "attack", "updates", *STATUSES, *METRIC_COLUMNS)
 """Columns of :func:`summarise` (a status no version knows yet adds its own column)."""
+MODALITY_COLUMNS = (
+    ("discrete_acc", "discrete_accuracy"),
+    ("cont_mae", "continuous_mae"),
+    ("pearson", "pearson_mean"),
+)
+"""Columns of tables' and signals' own metrics (:mod:`simulator.modality_metrics`): summary
+column and row field; a column appears only when some row of the run has the metric."""
 TEXT_HEADERS = {"not_applicable": "n/a"}
 """Shorter headers in the plain-text table, so it fits a terminal."""
 
@@ -63,6 +71,11 @@ def summarise(
     for record in records:
         groups[(record.round, record.attack)].append(record)
     every_status = list(status_counts(records))
+    extra = [
+        (column, name)
+        for column, name in MODALITY_COLUMNS
+        if any(not math.isnan(getattr(r, name)) for r in records)
+    ]
     rows: list[dict[str, float | int | str]] = []
     for (server_round, attack), group in sorted(groups.items()):
         ok = [r for r in group if r.status == STATUS_OK]
@@ -84,6 +97,7 @@ def summarise(
                 "label_acc": _nanmean([r.label_accuracy for r in ok]),
                 "recovery": _nanmean([r.recovery_rate for r in ok]),
                 "time_s": _nanmean([r.attack_time_s for r in group]),
+                **{column: _nanmean([getattr(r, name) for r in ok]) for column, name in extra},
             }
         )
     return rows
@@ -180,7 +194,7 @@ def build_report(paths: RunPaths) -> str:
     text = "\n".join([format_table(rows), *notes.lines()])
     paths.summary.write_text(text + "\n", encoding="utf-8")
     for server_round in sorted({r.round for r in records}):
-        write_round_grid(paths, server_round, records)
+        write_round_gallery(paths, server_round, records)
     try:
         from simulator.html_report import write_html_report  # matplotlib only when drawing
 

@@ -6,19 +6,21 @@ import csv
 import json
 import math
 import os
-import typing
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from attacks.types import AttackStatus
+from attacks.types import Status
 
-STATUS_OK = "ok"
-STATUS_REJECTED = "rejected"
+_Row = TypeVar("_Row")
+
+STATUS_OK = Status.OK
+"""Short for ``Status.OK`` (the status of a row with metrics)."""
+STATUS_REJECTED = Status.REJECTED
 """A reply the server refused to aggregate (written by the attack pipeline, not an attack)."""
-STATUSES: tuple[str, ...] = (STATUS_OK, *typing.get_args(AttackStatus), STATUS_REJECTED)
+STATUSES: tuple[Status, ...] = tuple(Status)
 """Every status a row can carry, in the order tables show them."""
 STATUS_TITLES = {"not_applicable": "not applicable"}
 """How a status reads in prose and in the HTML report (the others read as they are)."""
@@ -34,13 +36,15 @@ class LeakageRecord:
     ``client`` is the client's partition id from the audit store (-1 without audit): unlike
     Flower's random ``node_id`` it is the same in every run of the experiment.
     ``psnr_init_mean`` is the PSNR of an optimisation attack's random starting point: the
-    baseline its ``psnr_mean`` must clearly exceed to count as leakage.
+    baseline its ``psnr_mean`` must clearly exceed to count as leakage. ``discrete_accuracy``
+    and ``continuous_mae`` (tables) and ``pearson_mean`` (signals) are the modality's own
+    metrics (:mod:`simulator.modality_metrics`), NaN for other data.
     """
 
     round: int
     node_id: int
     attack: str
-    status: str
+    status: Status
     reason: str = ""
     client: int = -1
     psnr_mean: float = math.nan
@@ -52,6 +56,9 @@ class LeakageRecord:
     recovery_rate: float = math.nan
     recovery_rate_loose: float = math.nan
     psnr_init_mean: float = math.nan
+    discrete_accuracy: float = math.nan
+    continuous_mae: float = math.nan
+    pearson_mean: float = math.nan
     num_samples: int = 0
     num_truth: int = 0
     num_reconstructed: int = 0
@@ -79,6 +86,8 @@ class LeakageRecord:
             for k, v in row.items()
             if k in names
         }
+        if kwargs.get("status") in set(Status):  # any other status is kept as read
+            kwargs["status"] = Status(kwargs["status"])
         return cls(**kwargs)
 
 
@@ -89,7 +98,7 @@ def status_counts(records: Iterable[LeakageRecord]) -> dict[str, int]:
     of being folded into another.
     """
     counts = Counter(r.status for r in records)
-    known = {status: counts.pop(status, 0) for status in STATUSES}
+    known = {status.value: counts.pop(status, 0) for status in STATUSES}
     return {**known, **dict(sorted(counts.items()))}
 
 
@@ -186,17 +195,24 @@ class JsonlAppender:
         self._handle.close()
 
 
-def read_leakage(path: Path) -> list[LeakageRecord]:
-    """All complete rows of a ``leakage.jsonl`` (a torn last line after a crash is skipped)."""
+def _parsed_lines(
+    path: Path, parse: Callable[[str], _Row], errors: tuple[type[Exception], ...]
+) -> list[_Row]:
+    """Every line of ``path`` that ``parse`` reads without ``errors`` (a torn one is skipped)."""
     if not path.is_file():
         return []
-    records = []
+    rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(LeakageRecord.from_json(line))
-        except (json.JSONDecodeError, TypeError):
+            rows.append(parse(line))
+        except errors:
             continue
-    return records
+    return rows
+
+
+def read_leakage(path: Path) -> list[LeakageRecord]:
+    """All complete rows of a ``leakage.jsonl`` (a torn last line after a crash is skipped)."""
+    return _parsed_lines(path, LeakageRecord.from_json, (json.JSONDecodeError, TypeError))
 
 
 def read_run_config(paths: RunPaths) -> dict[str, Any]:
@@ -212,15 +228,7 @@ def read_run_config(paths: RunPaths) -> dict[str, Any]:
 
 def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
     """Plain dict rows of a JSONL file; a torn last line is skipped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return _parsed_lines(path, json.loads, (json.JSONDecodeError,))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -10,9 +10,17 @@ from pathlib import Path
 
 import yaml
 
+from simulator import exit_codes
 from simulator.checkpoint import load_checkpoint
 from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
+from simulator.errors import FedleakError
 from simulator.results import RunPaths
+
+
+class RunDirInvalidError(FedleakError, FileNotFoundError):
+    """The directory given to ``--resume`` is not a fedleak run directory."""
+
+    exit_code = exit_codes.RUN_DIR_INVALID
 
 
 def _keep_rows_through(path: Path, last_round: int) -> None:
@@ -45,14 +53,14 @@ def prepare_resume(run_dir: Path) -> tuple[ExperimentConfig, RunPaths, int]:
 
     Raises
     ------
-    FileNotFoundError
-        When ``run_dir`` has no ``config.yaml``.
+    RunDirInvalidError
+        When ``run_dir`` has no ``config.yaml`` (a ``FileNotFoundError``).
     ConfigError
         When the run used ``defense.secagg`` (no checkpoints to resume from).
     """
     paths = RunPaths(Path(run_dir).resolve())
     if not paths.config.is_file():
-        raise FileNotFoundError(f"{paths.root} has no config.yaml: not a fedleak run directory")
+        raise RunDirInvalidError(f"{paths.root} has no config.yaml: not a fedleak run directory")
     cfg = experiment_from_mapping(yaml.safe_load(paths.config.read_text(encoding="utf-8")))
     if cfg.defense.secagg.enabled:
         raise ConfigError(

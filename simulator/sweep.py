@@ -16,7 +16,6 @@ import concurrent.futures as cf
 import datetime as dt
 import itertools
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.config import UPDATE_DEFENSES, ConfigError, ExperimentConfig
+from simulator.errors import FedleakError
 from simulator.sweep_launch import Launcher, RayJobLauncher, subprocess_launcher
 
 __all__ = ["Launcher", "multirun", "plan_sweep", "run_sweep", "subprocess_launcher"]
@@ -288,23 +288,25 @@ def run_sweep(
     return failed
 
 
-def _preflight_all(plan: SweepPlan) -> tuple[str, int] | None:
-    """Data set and environment checks of every job, before the first runs: (message, code)."""
-    from simulator import exit_codes
-    from simulator.datasets import DatasetUnavailableError
+def _preflight_all(plan: SweepPlan) -> None:
+    """Data set and environment checks of every job, before the first runs.
+
+    Raises
+    ------
+    FedleakError
+        The first job's error, its message prefixed with the job's overrides.
+    """
     from simulator.experiment_data import experiment_splits
-    from simulator.preflight import PreflightError, preflight
+    from simulator.preflight import preflight
 
     for job in plan.jobs:
-        cfg = job.cfg
         try:
-            preflight(cfg)
-            experiment_splits(cfg)
-        except DatasetUnavailableError as exc:
-            return f"[{' '.join(job.overrides)}]: {exc}", exit_codes.DATASET_UNAVAILABLE
-        except PreflightError as exc:
-            return f"[{' '.join(job.overrides)}]: {exc}", exc.exit_code
-    return None
+            preflight(job.cfg)
+            experiment_splits(job.cfg)
+        except FedleakError as exc:
+            raise FedleakError(
+                f"[{' '.join(job.overrides)}]: {exc}", exit_code=exc.exit_code, hint=exc.hint
+            ) from exc
 
 
 def multirun(
@@ -313,33 +315,29 @@ def multirun(
     jobs: int = 1,
     ray_address: str | None = None,
 ) -> int:
-    """``fedleak run -m``: plan, check, run every job, print the summary; the exit code.
+    """``fedleak run -m``: plan, check, run every job, print the summary; 0 when all passed.
 
     ``jobs`` runs at once: child processes here, or Ray jobs on the cluster whose job server
-    is at ``ray_address``. 2 when any combination is invalid (nothing runs), 6 when the Ray
-    job server cannot be reached, 1 when any run failed (the summary is still written), 130
-    when interrupted (the summary of what finished is written).
+    is at ``ray_address``.
+
+    Raises
+    ------
+    FedleakError
+        Exit code 2 when any combination is invalid (nothing runs), 6 when the Ray job server
+        cannot be reached, 1 when any run failed (the summary is still written), 130 when
+        interrupted (the summary of what finished is written).
     """
     from simulator import exit_codes
     from simulator.sweep_summary import build_sweep_report
 
-    def error(message: str, code: int) -> int:
-        print(f"fedleak: error: {message}", file=sys.stderr)
-        return code
-
-    try:
-        plan = plan_sweep(overrides)
-    except ConfigError as exc:
-        return error(str(exc), exit_codes.CONFIG_ERROR)
-    problem = _preflight_all(plan)
-    if problem is not None:
-        return error(*problem)
+    plan = plan_sweep(overrides)
+    _preflight_all(plan)
     launcher: Launcher = subprocess_launcher(verbose)
     if ray_address is not None:
         try:
             launcher = RayJobLauncher(ray_address, verbose)
         except ConnectionError as exc:
-            return error(str(exc), exit_codes.RAY_UNREACHABLE)
+            raise FedleakError(str(exc), exit_code=exit_codes.RAY_UNREACHABLE) from exc
     sweep_dir = create_sweep_dir(plan)
     for combo, same_as in plan.dropped:
         print(
@@ -356,9 +354,12 @@ def multirun(
         failed = run_sweep(plan, sweep_dir, launcher, jobs=jobs)
     except KeyboardInterrupt:
         print(build_sweep_report(sweep_dir))
-        return error(f"sweep interrupted; the runs so far are summarised in {sweep_dir}", 130)
+        raise FedleakError(
+            f"sweep interrupted; the runs so far are summarised in {sweep_dir}",
+            exit_code=exit_codes.INTERRUPTED,
+        ) from None
     print(build_sweep_report(sweep_dir))
     print(f"fedleak: sweep summary in {sweep_dir} (rebuild: fedleak sweep-report {sweep_dir})")
     if failed:
-        return error(f"{failed} of {len(plan.jobs)} runs failed; see the summary", 1)
+        raise FedleakError(f"{failed} of {len(plan.jobs)} runs failed; see the summary")
     return exit_codes.OK

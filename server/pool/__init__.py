@@ -5,14 +5,14 @@ from server.pool.inprocess import InProcessAttackPool
 from server.pool.jobs import AttackJob, AttackResult, job_seed
 from server.pool.ray_pool import RayAttackPool
 
-register_pool_backend("ray", RayAttackPool)
-register_pool_backend("inprocess", InProcessAttackPool)
-
 __all__ = [
     "AttackJob",
     "AttackPool",
     "AttackResult",
+    "InProcessAttackPool",
+    "RayAttackPool",
     "available_pool_backends",
     "create_pool",
     "job_seed",
+    "register_pool_backend",
 ]

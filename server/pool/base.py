@@ -5,9 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from attacks.types import AttackFailure
+from attacks.types import AttackFailure, Status
 from server.pool.jobs import AttackJob, AttackResult
+from simulator.choices import POOL_BACKENDS
 from simulator.config import PoolConfig
+from simulator.plugins import import_object
 
 
 class AttackPool(ABC):
@@ -50,26 +52,27 @@ def timed_out(job: AttackJob, deadline_s: float) -> AttackResult:
     return AttackResult(
         job=job,
         outcome=AttackFailure(
-            "timeout",
+            Status.TIMEOUT,
             f"not finished within the {deadline_s:g} s drain deadline (pool.drain_timeout_s)",
         ),
     )
 
 
 PoolFactory = Callable[[PoolConfig], AttackPool]
-_BACKENDS: dict[str, PoolFactory] = {}
 
 
-def register_pool_backend(name: str, factory: PoolFactory) -> None:
-    """Register a backend; a name can be registered once."""
-    if name in _BACKENDS:
-        raise ValueError(f"pool backend {name!r} is already registered")
-    _BACKENDS[name] = factory
+def register_pool_backend(name: str, factory: PoolFactory | str) -> None:
+    """Register a backend (its factory, or the factory's import path); a name is registered once.
+
+    The table is :data:`simulator.choices.POOL_BACKENDS`, which ``pool.backend`` is checked
+    against.
+    """
+    POOL_BACKENDS.register(name, factory)
 
 
 def available_pool_backends() -> list[str]:
     """Registered backend names."""
-    return sorted(_BACKENDS)
+    return POOL_BACKENDS.names()
 
 
 def create_pool(cfg: PoolConfig) -> AttackPool:
@@ -80,10 +83,8 @@ def create_pool(cfg: PoolConfig) -> AttackPool:
     ValueError
         Listing the available backends when the name is unknown.
     """
-    try:
-        factory = _BACKENDS[cfg.backend]
-    except KeyError:
-        raise ValueError(
-            f"unknown pool backend {cfg.backend!r}; available: {available_pool_backends()}"
-        ) from None
-    return factory(cfg)
+    factory = POOL_BACKENDS.get(cfg.backend)
+    if isinstance(factory, str):
+        factory = import_object(factory)
+    pool: AttackPool = factory(cfg)
+    return pool

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from attacks.types import AttackFailure
+from attacks.types import AttackFailure, Status
 from server.pool.base import AttackPool, timed_out
 from server.pool.jobs import AttackJob, AttackResult
 from simulator.config import PoolConfig
@@ -132,11 +132,11 @@ class RayAttackPool(AttackPool):
                 return None
             first = str(exc).splitlines()[0]
             reason = f"worker died {run.attempt + 1} time(s) running this attack: {first}"
-            return AttackResult(job=run.job, outcome=AttackFailure("failed", reason))
+            return AttackResult(job=run.job, outcome=AttackFailure(Status.FAILED, reason))
         except Exception as exc:  # Ray failed to run or return it: record, never crash
             self._idle.append(run.slot)
             reason = f"worker error {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            return AttackResult(job=run.job, outcome=AttackFailure("failed", reason))
+            return AttackResult(job=run.job, outcome=AttackFailure(Status.FAILED, reason))
         self._idle.append(run.slot)
         return result
 
@@ -149,7 +149,9 @@ class RayAttackPool(AttackPool):
                 self._replace(run.slot)  # the only way to stop a running actor task
                 self._idle.append(run.slot)
                 reason = f"attack ran longer than pool.attack_timeout_s={limit:g} s"
-                results.append(AttackResult(job=run.job, outcome=AttackFailure("timeout", reason)))
+                results.append(
+                    AttackResult(job=run.job, outcome=AttackFailure(Status.TIMEOUT, reason))
+                )
         return results
 
     def _collect(self, timeout: float) -> list[AttackResult]:

@@ -8,7 +8,7 @@ import socket
 import torch
 
 from attacks import create_attack, execute_attack
-from attacks.types import AttackFailure
+from attacks.types import AttackFailure, Status
 from server.pool.jobs import AttackJob, AttackResult
 from simulator.models import build_model
 
@@ -48,7 +48,7 @@ def run_attack_job(job: AttackJob) -> AttackResult:
         attack = create_attack(job.attack, job.params)
         outcome = execute_attack(attack, model, job.update, device=device, seed=job.seed)
     except Exception as exc:  # building the model or attack failed: still a row
-        outcome = AttackFailure("failed", f"{type(exc).__name__}: {exc}")
+        outcome = AttackFailure(Status.FAILED, f"{type(exc).__name__}: {exc}")
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # release GPU memory between tasks

@@ -14,7 +14,7 @@ from attacks import Attack, register_attack
 from attacks.registry import available_attacks
 from attacks.types import AttackFailure, InterceptedUpdate, Reconstruction, TrainingHyperparams
 from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import AttackJob, AttackResult, create_pool
+from server.pool import AttackJob, AttackPool, AttackResult, create_pool
 from server.recorder import LeakageRecorder
 from simulator.config import PoolConfig
 from simulator.models import ModelSpec, build_model
@@ -48,6 +48,17 @@ def _job(attack: str, node: int = 1) -> AttackJob:
 def test_unknown_backend_lists_the_available_ones() -> None:
     with pytest.raises(ValueError, match=r"available: \['inprocess', 'ray'\]"):
         create_pool(PoolConfig(backend="dask"))
+
+
+def test_backend_choices_come_from_the_registry() -> None:
+    from simulator.choices import POOL_BACKENDS
+    from simulator.config import ConfigError, experiment_from_mapping
+    from simulator.plugins import import_object
+
+    for name, factory in POOL_BACKENDS.items():  # each import path names an AttackPool
+        assert issubclass(import_object(str(factory)), AttackPool), name
+    with pytest.raises(ConfigError, match=r"pool.backend: 'dask' is not one of \['inprocess'"):
+        experiment_from_mapping({"pool": {"backend": "dask"}})
 
 
 def test_inprocess_pool_returns_every_result() -> None:

@@ -37,7 +37,8 @@ class _NeedsLabels(Attack):
 def test_list_attacks_shows_the_threat_model_each_needs(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(attacks.registry._ATTACKS, "test_needs_labels_listed", _NeedsLabels)
+    monkeypatch.setattr(attacks.registry, "ATTACKS", attacks.registry.ATTACKS.copy())
+    attacks.registry.register_attack("test_needs_labels_listed", _NeedsLabels)
     lines = _listing("attacks", capsys)
     assert set(lines) == set(attacks.registry.available_attacks())
     assert "a plain server's view; settings top_k" in lines["analytic"]
@@ -68,7 +69,8 @@ def test_list_defenses_shows_options_and_registered_ones(
         """Test defense: scale the update."""
         return lambda delta, rng: delta * scale
 
-    monkeypatch.setitem(simulator.defenses._DEFENSES, "test_halve_listed", halve)
+    monkeypatch.setattr(simulator.defenses, "DEFENSES", simulator.defenses.DEFENSES.copy())
+    simulator.defenses.register_defense("test_halve_listed", halve)
     lines = _listing("defenses", capsys)
     assert {"dp", "prune", "quantize", "secagg", "none", *available_defenses()} <= set(lines)
     assert "defense=dp; settings defense.dp.{clip,noise,delta}" in lines["dp"]

@@ -150,6 +150,26 @@ def test_new_attack_settings_keep_the_plus_advice() -> None:
     assert cfg.attack.params["inverting_gradients"]["lr"] == 0.2
 
 
+def test_closed_fields_are_literal_types_whose_values_are_the_accepted_ones() -> None:
+    import typing
+
+    from simulator import choices
+    from simulator.config import FederationConfig, PoolConfig, experiment_from_mapping
+
+    closed = {
+        (FederationConfig, "mode"): choices.MODES,
+        (FederationConfig, "loss"): choices.LOSSES,
+        (FederationConfig, "batch_labels"): choices.BATCH_LABELS,
+        (PoolConfig, "when_full"): choices.QUEUE_POLICIES,
+        (ExperimentConfig, "device"): choices.DEVICES,
+    }
+    for (schema, name), accepted in closed.items():
+        hint = typing.get_type_hints(schema)[name]
+        assert typing.get_origin(hint) is typing.Literal and typing.get_args(hint) == accepted
+    with pytest.raises(ConfigError, match=r"federation.mode: 'sgd' is not one of \['fedavg'"):
+        experiment_from_mapping({"federation": {"mode": "sgd"}})
+
+
 @pytest.mark.parametrize(
     ("model", "names"),
     [
@@ -159,8 +179,7 @@ def test_new_attack_settings_keep_the_plus_advice() -> None:
     ],
 )
 def test_default_attacks_measure_every_model(model: str, names: list[str]) -> None:
-    from server.attack_side import attack_names
-    from simulator.experiment_data import experiment_spec, experiment_splits
+    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
 
     cfg = load_experiment([f"model={model}", "federation.batch_size=2"])
     resolved, notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))

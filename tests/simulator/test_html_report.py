@@ -81,6 +81,7 @@ def _config() -> dict[str, Any]:
     """A valid resolved config with a hostile name and one defense on."""
     config = ExperimentConfig(name=HOSTILE).to_dict()
     config["defense"] = {"prune": {"enabled": True, "fraction": 0.9}, "dp": {"enabled": False}}
+    config["attack"]["names"] = ["analytic", "inverting_gradients"]
     return config
 
 
@@ -176,6 +177,7 @@ def test_summary_box_carries_every_setting_a_reader_needs(full_run: RunPaths) ->
     assert facts["attacks"].startswith(
         "analytic; inverting_gradients (effort default, iterations 200, restarts 1"
     )
+    assert "; spear (effort default, time_budget_s 30.0" in facts["attacks"]  # rows, not named
     assert facts["leakage rows"] == "5 (3 ok, 1 failed, 1 not applicable)"
     assert "<th>not applicable</th>" in page  # its own column in the per-round table
 

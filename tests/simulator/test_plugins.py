@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from attacks.name_table import Registry
 from clients.app import app as client_app
 from server.federation import run_federation
 from simulator import plugins
@@ -158,11 +159,11 @@ def test_entry_points_of_an_installed_package_are_discovered(
         f"[fedleak.test_group]\ntiny = {OWN}:TinyNet\nbroken = no_such_pkg:Thing\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    found: dict[str, object] = {}
+    table: Registry[object] = Registry("thing", entry_point_group="fedleak.test_group")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plugins.load_entry_points("fedleak.test_group", found.__setitem__)
-        plugins.load_entry_points("fedleak.test_group", found.__setitem__)  # once per process
-    assert found == {"tiny": own_components.TinyNet}
+        table.discover()
+        table.discover()  # once per process
+    assert dict(table.items()) == {"tiny": own_components.TinyNet}
     assert len(caught) == 1 and "skipped entry point 'broken'" in str(caught[0].message)
     assert str(tmp_path) in sys.path
