@@ -1,4 +1,4 @@
-"""Closed-form inversion of a fully-connected layer for one sample (seeds 000 and 001).
+"""Closed-form inversion of a fully-connected layer for one sample (Phong et al. 2018).
 
 For ``z = W a + b``, row ``j`` of ``dL/dW`` is ``dL/dz[j] * a`` and ``dL/db[j]`` is
 ``dL/dz[j]``, hence ``a = dL/dW[j, :] / dL/db[j]`` for any neuron with ``dL/db[j] != 0`` (an

@@ -6,8 +6,8 @@ Architectures (each one entry of a name table):
   ``Flatten -> Linear(n, width=100) -> act -> Linear(width, C)``.
 - ``fcnn``: SPEAR's 6-layer fully connected network (Dimitrov et al. 2024): six ``Linear`` layers of
   ``width=200`` hidden units, the activation after each but the last.
-- ``lenet``: the LeNet of DLG (seeds 003, 004): three 5x5 convolutions of ``width=12``
-  channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
+- ``lenet``: the LeNet of DLG (Zhu et al. 2019; Eloul et al. 2024): three 5x5 convolutions of
+  ``width=12`` channels, padding 2, strides 2, 2, 1, sigmoid by default, then one ``Linear``.
 - ``cnn``: McMahan et al.'s CNN (AISTATS 2017): conv5x5(``width=32``) -> act -> maxpool2 ->
   conv5x5(2 * width) -> act -> maxpool2 -> Linear(512) -> act -> Linear(C).
 - ``cnn1d``: a small 1-D CNN for signals (:mod:`simulator.signal_models`).

@@ -1,4 +1,4 @@
-"""Analytic attack (seeds 000, 001 §3): exact recovery where theory says so, refusals elsewhere."""
+"""Analytic attack (Phong et al. 2018): exact recovery where theory says so, refusals elsewhere."""
 
 from __future__ import annotations
 
