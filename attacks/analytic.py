@@ -58,8 +58,7 @@ class AnalyticConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        self.require(">= 1", "top_k")
 
 
 def invert_linear_input(

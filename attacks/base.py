@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +26,14 @@ EFFORT_SCALES: dict[str, float] = {"fast": 0.25, "default": 1.0, "thorough": 4.0
 Closed-form attacks (analytic, direct_batch) take no budget and ignore it."""
 
 
+BOUNDS: dict[str, Callable[[float], bool]] = {
+    ">= 1": lambda value: value >= 1,
+    "> 0": lambda value: value > 0,
+    ">= 0": lambda value: value >= 0,
+}
+"""The lower bounds :meth:`AttackConfig.require` checks (a NaN satisfies none)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
     """Base of every attack's settings; subclasses add typed fields with defaults.
@@ -42,6 +50,15 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.effort not in EFFORT_SCALES:
             raise ValueError(f"effort must be one of {sorted(EFFORT_SCALES)}, got {self.effort!r}")
+
+    def require(self, bound: str, *keys: str) -> None:
+        """Raise ``ValueError("<key> must be <bound>, got <value>")`` for the first key that
+        breaks ``bound`` (one of :data:`BOUNDS`: ``">= 1"``, ``"> 0"``, ``">= 0"``)."""
+        holds = BOUNDS[bound]
+        for key in keys:
+            value = getattr(self, key)
+            if not holds(value):
+                raise ValueError(f"{key} must be {bound}, got {value}")
 
     def scaled(self, budget: float) -> float:
         """``budget`` times the effort's factor."""

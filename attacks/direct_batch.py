@@ -68,10 +68,7 @@ class DirectBatchConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.refine_steps < 0:
-            raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        self.require(">= 0", "refine_steps", "tolerance")
 
 
 @dataclass(frozen=True)

@@ -76,14 +76,9 @@ class DLGConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("iterations", "history_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for key in ("batchnorm_weight", "tv_weight"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        self.require(">= 1", "iterations", "history_size")
+        self.require("> 0", "lr")
+        self.require(">= 0", "batchnorm_weight", "tv_weight")
 
 
 def l2_matching_loss(candidate: list[torch.Tensor], observed: list[torch.Tensor]) -> torch.Tensor:

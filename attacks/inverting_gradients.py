@@ -88,14 +88,9 @@ class InvertingGradientsConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("iterations", "restarts"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for key in ("tv_weight", "batchnorm_weight"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        self.require(">= 1", "iterations", "restarts")
+        self.require("> 0", "lr")
+        self.require(">= 0", "tv_weight", "batchnorm_weight")
 
 
 def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 
 from attacks.base import Attack, AttackConfig
 from attacks.inverting_gradients import CosineTarget
-from attacks.label_restoration import infer_labels
+from attacks.label_restoration import batch_labels
 from attacks.losses import model_gradient, observed_gradient
 from attacks.registry import register_attack
 from attacks.types import InputDomain, InterceptedUpdate, Reconstruction
@@ -64,12 +64,8 @@ class TabLeakConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("iterations", "restarts"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("lr", "temperature"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        self.require(">= 1", "iterations", "restarts")
+        self.require("> 0", "lr", "temperature")
 
 
 def relaxed_rows(free: torch.Tensor, domain: InputDomain, temperature: float) -> torch.Tensor:
@@ -185,10 +181,7 @@ class TabLeakAttack(Attack):
         """Run ``restarts`` reconstructions from seeded normal starts and pool them."""
         cfg = self.config
         assert isinstance(cfg, TabLeakConfig)
-        if update.disclosed_labels is not None:
-            label_array = np.asarray(update.disclosed_labels, dtype=np.int64)
-        else:
-            label_array = infer_labels(model, update)
+        label_array = batch_labels(model, update)
         labels = torch.as_tensor(label_array, device=device)
         dtype = next(model.parameters()).dtype
         generator = torch.Generator(device="cpu").manual_seed(seed)
