@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,7 +28,7 @@ from attacks.dlg import (
     uniform_dummy,
 )
 from attacks.input_priors import project_
-from attacks.label_restoration import infer_labels
+from attacks.label_restoration import batch_labels
 from attacks.registry import register_attack
 from attacks.types import InterceptedUpdate, Reconstruction
 
@@ -62,10 +61,7 @@ class IDLGAttack(Attack):
         """Infer (or take the disclosed) labels, then match the gradient from a uniform draw."""
         cfg = self.config
         assert isinstance(cfg, IDLGConfig)
-        if update.disclosed_labels is not None:
-            label_array = np.asarray(update.disclosed_labels, dtype=np.int64)
-        else:
-            label_array = infer_labels(model, update)
+        label_array = batch_labels(model, update)
         labels = torch.as_tensor(label_array, device=device)
         dtype = next(model.parameters()).dtype
         init = uniform_dummy(update, len(label_array), dtype, seed)

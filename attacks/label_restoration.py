@@ -274,3 +274,10 @@ def restore_labels(model: nn.Module, update: InterceptedUpdate) -> LabelRestorat
 def infer_labels(model: nn.Module, update: InterceptedUpdate) -> np.ndarray:
     """The labels of :func:`restore_labels` (``int64``, length B, class order)."""
     return restore_labels(model, update).labels
+
+
+def batch_labels(model: nn.Module, update: InterceptedUpdate) -> np.ndarray:
+    """The disclosed labels where the threat model gives them, else :func:`infer_labels`."""
+    if update.disclosed_labels is not None:
+        return np.asarray(update.disclosed_labels, dtype=np.int64)
+    return infer_labels(model, update)
