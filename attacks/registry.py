@@ -18,7 +18,7 @@ may also name a module whose import registers its attacks itself. The table is a
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -92,7 +92,7 @@ def create_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
 def resolve_attack_names(
     names: list[str],
     fallback: list[str],
-    model: nn.Module,
+    architecture: Callable[[], nn.Module],
     input_shape: tuple[int, ...],
     num_classes: int,
 ) -> tuple[list[str], str | None]:
@@ -110,8 +110,8 @@ def resolve_attack_names(
         The attacks asked for (``attack.names``).
     fallback : list[str]
         Attacks to add when none of ``names`` can apply (``attack.fallback``).
-    model : nn.Module
-        The global model's architecture.
+    architecture : Callable[[], nn.Module]
+        Builds the global model's architecture; called only when a fallback could join.
     input_shape : tuple[int, ...]
         One sample's shape.
     num_classes : int
@@ -120,6 +120,7 @@ def resolve_attack_names(
     extra = [name for name in fallback if name not in names]
     if not names or not extra:
         return list(names), None
+    model = architecture()
     reasons = {
         name: create_attack(name).architecture_reason(model, input_shape, num_classes)
         for name in names

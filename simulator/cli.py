@@ -55,10 +55,10 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str]:
     from simulator.trainability import check_model_trains
 
     preflight(cfg)  # paths first: a bad data_dir or weights file is named before any loading
-    experiment_splits(cfg)
+    splits = experiment_splits(cfg)
     check_model_trains(cfg)
     warnings = startup_warnings(cfg, DataFacts(partition_sizes(cfg)))
-    notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))[1]
+    notice = attack_names(cfg, experiment_spec(cfg, splits))[1]
     warnings += [notice] if notice else []
     for line in warnings:
         print(f"fedleak: warning: {line}", file=sys.stderr)

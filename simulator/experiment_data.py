@@ -131,11 +131,10 @@ def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str
     Returns the attacks of every attacked update and the notice that says why the fallback
     joined them (``None`` when it did not); see :func:`attacks.registry.resolve_attack_names`.
     """
-    model = build_model(spec, seed=cfg.seed)
     return resolve_attack_names(
         list(cfg.attack.names),
         list(cfg.attack.fallback),
-        model,
+        lambda: build_model(spec, seed=cfg.seed),
         spec.input_shape,
         spec.num_classes,
     )

@@ -190,9 +190,12 @@ def test_fallback_joins_only_when_no_attack_fits_the_architecture() -> None:
 
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
     dense = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    names, notice = resolve_attack_names(["analytic"], ["dlg"], conv, (1, 4, 4), 2)
+    names, notice = resolve_attack_names(["analytic"], ["dlg"], lambda: conv, (1, 4, 4), 2)
     assert names == ["analytic", "dlg"] and notice is not None and "analytic:" in notice
-    assert resolve_attack_names(["analytic"], ["dlg"], dense, (1, 4, 4), 2) == (["analytic"], None)
-    both = resolve_attack_names(["analytic", "idlg"], ["dlg"], conv, (1, 4, 4), 2)
+    assert resolve_attack_names(["analytic"], ["dlg"], lambda: dense, (1, 4, 4), 2) == (
+        ["analytic"],
+        None,
+    )
+    both = resolve_attack_names(["analytic", "idlg"], ["dlg"], lambda: conv, (1, 4, 4), 2)
     assert both == (["analytic", "idlg"], None)  # idlg fits any architecture
-    assert resolve_attack_names([], ["dlg"], conv, (1, 4, 4), 2) == ([], None)
+    assert resolve_attack_names([], ["dlg"], lambda: conv, (1, 4, 4), 2) == ([], None)
