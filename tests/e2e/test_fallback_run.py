@@ -8,43 +8,29 @@ here, to keep the test short on a CPU).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from simulator.results import read_leakage
+from tests.e2e.cli_run import run_fedleak
 
 pytestmark = pytest.mark.slow
 
 
 def test_default_attack_on_a_cnn_falls_back_to_inverting_gradients(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator.cli",
-            "run",
-            f"output_dir={tmp_path}",
-            "dataset=lfw",
-            "model=lenet",
-            "federation.num_clients=2",
-            "federation.rounds=1",
-            "pool=inprocess",
-            "attack.effort=fast",
-            "+attack.params.inverting_gradients.iterations=8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    proc, run_dir = run_fedleak(
+        tmp_path,
+        "dataset=lfw",
+        "model=lenet",
+        "federation.num_clients=2",
+        "federation.rounds=1",
+        "pool=inprocess",
+        "attack.effort=fast",
+        "+attack.params.inverting_gradients.iterations=8",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "attack.fallback ['inverting_gradients'] runs on every attacked update" in proc.stderr
     assert "is set but" not in proc.stderr  # the fallback's settings are not "unused"
-    (run_dir,) = (c.parent for c in tmp_path.glob("*/*/config.yaml"))
     rows = read_leakage(run_dir / "leakage.jsonl")
     by_attack = {a: [r for r in rows if r.attack == a] for a in ("analytic", "inverting_gradients")}
     assert [r.status for r in by_attack["analytic"]] == ["not_applicable"] * 2

@@ -11,16 +11,14 @@ Both reports render their gallery: decoded true/recovered rows, overlaid series.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from simulator.data_domain import DataDomain
 from simulator.results import read_leakage
+from tests.e2e.cli_run import run_fedleak
 
 pytestmark = pytest.mark.slow
 
@@ -30,17 +28,7 @@ EXACT_DB = 60.0
 
 
 def _run(out: Path, *overrides: str) -> Path:
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", f"output_dir={out}", *overrides, *SMALL],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (experiment,) = out.iterdir()
-    (run_dir,) = experiment.iterdir()
-    return run_dir
+    return run_fedleak(out, *overrides, *SMALL, timeout=300)[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ counter included) train and are attacked without a crash, and that the statistic
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from simulator.results import read_leakage
+from tests.e2e.cli_run import run_fedleak
 
 pytestmark = pytest.mark.slow
 
@@ -23,30 +21,18 @@ DELIBERATE = ("ValueError", "NoActiveNeuronError")
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_resnet18_on_lfw_trains_and_every_attack_gives_a_row(tmp_path: Path, batch: int) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator.cli",
-            "run",
-            f"output_dir={tmp_path}",
-            "dataset=lfw",
-            "model=resnet18",
-            "federation.num_clients=2",
-            "federation.rounds=1",
-            f"federation.batch_size={batch}",
-            "attack=analytic_ig",
-            "attack.names=[analytic,inverting_gradients,idlg]",
-            "attack.params.inverting_gradients.iterations=3",
-            "+attack.params.idlg.iterations=3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    _, run_dir = run_fedleak(
+        tmp_path,
+        "dataset=lfw",
+        "model=resnet18",
+        "federation.num_clients=2",
+        "federation.rounds=1",
+        f"federation.batch_size={batch}",
+        "attack=analytic_ig",
+        "attack.names=[analytic,inverting_gradients,idlg]",
+        "attack.params.inverting_gradients.iterations=3",
+        "+attack.params.idlg.iterations=3",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = (c.parent for c in tmp_path.glob("*/*/config.yaml"))  # named by its settings
     rows = read_leakage(run_dir / "leakage.jsonl")
     assert {r.attack for r in rows} == {"analytic", "inverting_gradients", "idlg"}
     assert len(rows) == 2 * 3
