@@ -3,17 +3,17 @@
 Importing the package registers every attack it ships; :func:`available_attacks` lists them.
 """
 
-from attacks import analytic, direct_batch, dlg, idlg, inverting_gradients, spear, tableak
-from attacks.analytic import AnalyticAttack, AnalyticConfig
-from attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
-from attacks.direct_batch import DirectBatchAttack, DirectBatchConfig
-from attacks.dlg import DLGAttack, DLGConfig
-from attacks.idlg import IDLGAttack, IDLGConfig
-from attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
-from attacks.registry import attack_class, available_attacks, create_attack, register_attack
-from attacks.spear import SpearAttack, SpearConfig
-from attacks.tableak import TabLeakAttack, TabLeakConfig
-from attacks.types import (
+from fedleak.attacks import analytic, direct_batch, dlg, idlg, inverting_gradients, spear, tableak
+from fedleak.attacks.analytic import AnalyticAttack, AnalyticConfig
+from fedleak.attacks.base import Attack, AttackConfig, config_from_mapping, execute_attack
+from fedleak.attacks.direct_batch import DirectBatchAttack, DirectBatchConfig
+from fedleak.attacks.dlg import DLGAttack, DLGConfig
+from fedleak.attacks.idlg import IDLGAttack, IDLGConfig
+from fedleak.attacks.inverting_gradients import InvertingGradientsAttack, InvertingGradientsConfig
+from fedleak.attacks.registry import attack_class, available_attacks, create_attack, register_attack
+from fedleak.attacks.spear import SpearAttack, SpearConfig
+from fedleak.attacks.tableak import TabLeakAttack, TabLeakConfig
+from fedleak.attacks.types import (
     AttackFailure,
     AttackOutcome,
     AttackStatus,

@@ -9,7 +9,7 @@ identity
 holds only for a single sample's gradient: with ``B > 1`` both sides are batch means and the
 ratio is a mixture of the batch's inputs.
 
-Two entry points, because a :class:`~attacks.types.Reconstruction` must hold *model inputs*
+Two entry points, because a :class:`~fedleak.attacks.types.Reconstruction` must hold *model inputs*
 (the auditor compares them with the client's data):
 
 - :class:`AnalyticAttack` (registered as ``analytic``) reconstructs the client's input when
@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackConfig
-from attacks.fedavg import local_step_count
-from attacks.input_labels import labels_from_inputs
-from attacks.losses import effective_batch_size
-from attacks.registry import register_attack
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.fedavg import local_step_count
+from fedleak.attacks.input_labels import labels_from_inputs
+from fedleak.attacks.losses import effective_batch_size
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 
 class NoActiveNeuronError(ValueError):
@@ -294,7 +294,7 @@ class AnalyticAttack(Attack):
             return (
                 f"layer {name!r} (in_features={layer.in_features}) is not the model's first "
                 f"layer on the {numel}-dimensional input: the formula recovers its input "
-                "features exactly (attacks.analytic.recover_linear_input), not the client's data"
+                "features exactly (fedleak.attacks.analytic.recover_linear_input), not the client's data"
             )
         return None
 

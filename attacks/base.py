@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from attacks.types import (
+from fedleak.attacks.types import (
     AttackFailure,
     AttackOutcome,
     Disclosure,
@@ -70,7 +70,7 @@ class AttackConfig:
 
 
 class Attack(ABC):
-    """A gradient-inversion attack on one :class:`~attacks.types.InterceptedUpdate`.
+    """A gradient-inversion attack on one :class:`~fedleak.attacks.types.InterceptedUpdate`.
 
     Subclasses set :attr:`name`, :attr:`config_class` and, where they need more than a
     plain Flower server knows, :attr:`requires`.
@@ -104,7 +104,7 @@ class Attack(ABC):
 
         ``None`` (the default) when some update of this model may be attacked. A run uses it
         before it starts, to put a fallback attack in the place of attacks that could only
-        ever record ``not_applicable`` (see :func:`attacks.registry.resolve_attack_names`).
+        ever record ``not_applicable`` (see :func:`fedleak.attacks.registry.resolve_attack_names`).
         """
         return None
 

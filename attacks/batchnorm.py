@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.fedavg import local_schedule
-from attacks.losses import effective_batch_size
-from attacks.types import InterceptedUpdate
+from fedleak.attacks.fedavg import local_schedule
+from fedleak.attacks.losses import effective_batch_size
+from fedleak.attacks.types import InterceptedUpdate
 
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

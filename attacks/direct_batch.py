@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackConfig
-from attacks.input_labels import labels_from_inputs
-from attacks.label_restoration import infer_labels
-from attacks.logit_layer import invert_groups, label_groups, logit_gradients, solve_inputs
-from attacks.losses import observed_gradient
-from attacks.registry import register_attack
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.input_labels import labels_from_inputs
+from fedleak.attacks.label_restoration import infer_labels
+from fedleak.attacks.logit_layer import invert_groups, label_groups, logit_gradients, solve_inputs
+from fedleak.attacks.losses import observed_gradient
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 _LABEL_ROUNDS = 3
 """Most recoveries under labels derived from the previous recovery's inputs."""
@@ -244,7 +244,7 @@ class DirectBatchAttack(Attack):
 
         Without disclosed labels, the labels restored from the gradient start a short
         alternation: the recovered inputs give labels of their own
-        (:func:`attacks.input_labels.labels_from_inputs`), and the batch is recovered again
+        (:func:`fedleak.attacks.input_labels.labels_from_inputs`), and the batch is recovered again
         under them until they agree, so exact inputs come with the labels they were
         recovered under.
         """

@@ -12,7 +12,7 @@ stopping tolerances meaningful however small the gradient is.
 Unlike DLG's Gaussian draw, ``x'`` starts uniform in ``[0, 1]`` like the data, so the
 auditor's gain over the initialisation compares like with like. The optimisation is not
 box-constrained (DLG's is not); the returned inputs are clipped to ``[0, 1]``. Tables and
-signals (the update's :class:`~attacks.types.InputDomain`) are standardised, not bounded:
+signals (the update's :class:`~fedleak.attacks.types.InputDomain`) are standardised, not bounded:
 their dummy starts standard normal and nothing is clipped. L-BFGS
 without a line search can diverge: every evaluated iterate is scored and the best finite
 one is returned.
@@ -30,17 +30,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attacks.base import Attack, AttackConfig
-from attacks.batchnorm import BatchStatisticsPrior, observed_statistics_prior
-from attacks.input_priors import initial_inputs, input_prior, project_
-from attacks.losses import effective_batch_size, model_gradient, observed_gradient
-from attacks.registry import register_attack
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.batchnorm import BatchStatisticsPrior, observed_statistics_prior
+from fedleak.attacks.input_priors import initial_inputs, input_prior, project_
+from fedleak.attacks.losses import effective_batch_size, model_gradient, observed_gradient
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 
 @dataclass(frozen=True)
 class DLGConfig(AttackConfig):
-    """Settings of :class:`DLGAttack` (and, through :class:`~attacks.idlg.IDLGConfig`, iDLG).
+    """Settings of :class:`DLGAttack` (and, through :class:`~fedleak.attacks.idlg.IDLGConfig`, iDLG).
 
     Attributes
     ----------
@@ -57,12 +57,12 @@ class DLGConfig(AttackConfig):
         Use L-BFGS's strong-Wolfe line search (several evaluations per iteration, far less
         prone to diverge) instead of DLG's fixed step.
     batchnorm_prior : bool
-        Add the BatchNorm statistics term (:class:`~attacks.batchnorm.BatchStatisticsPrior`)
+        Add the BatchNorm statistics term (:class:`~fedleak.attacks.batchnorm.BatchStatisticsPrior`)
         when the update reveals its batch's statistics; runs without it otherwise.
     batchnorm_weight : float
         Weight of that term beside the normalised L2 matching loss.
     tv_weight : float
-        Weight of the modality's smoothness prior (:mod:`attacks.input_priors`: 2-D TV on
+        Weight of the modality's smoothness prior (:mod:`fedleak.attacks.input_priors`: 2-D TV on
         images, 1-D TV on signals, none on tables); 0 keeps DLG as published.
     """
 
@@ -254,7 +254,7 @@ def gradient_matching_objective(
     """DLG's objective as a closure over dummy data ``x`` and a label function.
 
     With ``prior``, ``prior_weight`` times the BatchNorm statistics term is added; with
-    ``tv_weight``, that times the update's modality prior (:mod:`attacks.input_priors`).
+    ``tv_weight``, that times the update's modality prior (:mod:`fedleak.attacks.input_priors`).
     """
     observed = observed_gradient(model, update)
     loss_name = update.hyperparams.loss
@@ -289,7 +289,7 @@ def uniform_dummy(
 ) -> torch.Tensor:
     """Dummy data drawn on the CPU from ``seed`` (same on any device): uniform in ``[0, 1]``
     for images, standard normal for standardised tables and signals
-    (:func:`attacks.input_priors.initial_inputs`)."""
+    (:func:`fedleak.attacks.input_priors.initial_inputs`)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     shape = (batch, *update.input_shape)
     return initial_inputs(shape, update.input_domain, generator, dtype)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from attacks.label_restoration import observed_logit_layer, restore_label_counts
-from attacks.labels import idlg_label
-from attacks.losses import effective_batch_size, model_gradient, training_loss
-from attacks.types import InterceptedUpdate
+from fedleak.attacks.label_restoration import observed_logit_layer, restore_label_counts
+from fedleak.attacks.labels import idlg_label
+from fedleak.attacks.losses import effective_batch_size, model_gradient, training_loss
+from fedleak.attacks.types import InterceptedUpdate
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def infer_local_labels(
     The FedAvg pseudo-gradient ``(global - client) / lr`` is the sum of the K steps' batch-mean
     gradients, i.e. ``num_slots / B`` times the mean per-sample gradient when the parameters
     drift little during the K steps; it is rescaled to that mean before
-    :func:`~attacks.label_restoration.restore_label_counts` restores N labels (class order):
+    :func:`~fedleak.attacks.label_restoration.restore_label_counts` restores N labels (class order):
     exact for one step of an untrained network, the count estimate's refinement beyond.
     """
     if schedule.num_samples == 1:
@@ -128,14 +128,14 @@ def simulated_update(
     This is the sum of the K steps' gradients, each taken at the parameters the previous
     steps produced, and it is what the server observes as ``update.pseudo_gradient()``.
     With ``create_graph`` the whole unrolled update is differentiable w.r.t. ``inputs``
-    (Geiping et al.'s FedAvg attack). One step is exactly :func:`~attacks.losses.model_gradient`.
+    (Geiping et al.'s FedAvg attack). One step is exactly :func:`~fedleak.attacks.losses.model_gradient`.
 
     Parameters
     ----------
     model : nn.Module
         The global model; its parameters are not modified.
     loss_name : str
-        The clients' training loss (:func:`~attacks.losses.training_loss`).
+        The clients' training loss (:func:`~fedleak.attacks.losses.training_loss`).
     lr : float
         The clients' SGD learning rate.
     inputs, labels : torch.Tensor

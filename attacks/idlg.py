@@ -3,11 +3,11 @@
 Labels first, then data.
 
 For softmax cross-entropy the logit gradient of one sample is negative exactly at its label,
-so the label is read off the last layer's gradient (:func:`~attacks.labels.idlg_label`);
-a batch's labels come from :func:`~attacks.label_restoration.restore_labels` (counts fitted
+so the label is read off the last layer's gradient (:func:`~fedleak.attacks.labels.idlg_label`);
+a batch's labels come from :func:`~fedleak.attacks.label_restoration.restore_labels` (counts fitted
 to the last layer's gradient, after Ma et al., ICLR 2023). With the labels
 fixed, only the dummy data is optimised, by DLG's L2 gradient matching with L-BFGS
-(:func:`~attacks.dlg.match_gradients_lbfgs`: same normalisation, divergence guard and
+(:func:`~fedleak.attacks.dlg.match_gradients_lbfgs`: same normalisation, divergence guard and
 best-iterate bookkeeping). The label rule assumes cross-entropy; under the MSE loss the
 inferred labels may be wrong and the data match suffers with them.
 """
@@ -19,18 +19,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.base import Attack
-from attacks.dlg import (
+from fedleak.attacks.base import Attack
+from fedleak.attacks.dlg import (
     DLGConfig,
     gradient_matching_objective,
     match_gradients_lbfgs,
     statistics_prior,
     uniform_dummy,
 )
-from attacks.input_priors import project_
-from attacks.label_restoration import batch_labels
-from attacks.registry import register_attack
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.input_priors import project_
+from fedleak.attacks.label_restoration import batch_labels
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.labels import find_last_layer
-from attacks.losses import effective_batch_size, observed_gradient, training_loss
-from attacks.types import InterceptedUpdate
+from fedleak.attacks.labels import find_last_layer
+from fedleak.attacks.losses import effective_batch_size, observed_gradient, training_loss
+from fedleak.attacks.types import InterceptedUpdate
 
 
 def _features_and_logits(

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import torch
 
-from attacks.name_table import Registry
-from attacks.types import InputDomain
+from fedleak.attacks.name_table import Registry
+from fedleak.attacks.types import InputDomain
 
 __all__ = ["initial_inputs", "input_prior", "project_", "total_variation", "total_variation_1d"]
 

@@ -11,9 +11,9 @@ FedSGD: ``u(x, y)`` is the batch gradient ``grad L(x, y)`` (Geiping et al. 2020,
 K > 1 local steps (Geiping et al.'s FedAvg attack, Geiping et al. 2020 eqs. 3-4): ``u(x, y)`` is the
 weight difference ``(theta_0 - theta_K) / lr`` after simulating the client's K SGD steps on the
 unknown ``x`` with the server-known ``lr`` and batch size, unrolled so that the objective is
-differentiable in ``x`` (:mod:`attacks.fedavg` says which unknowns each step uses). Labels
+differentiable in ``x`` (:mod:`fedleak.attacks.fedavg` says which unknowns each step uses). Labels
 come from the disclosure when the threat model allows it (the audit lists them in step
-order), else from the aggregated last-layer update (:func:`attacks.fedavg.infer_local_labels`),
+order), else from the aggregated last-layer update (:func:`fedleak.attacks.fedavg.infer_local_labels`),
 which gives their multiset but not which step used which label. After a large local step the
 model is a different function, so that assignment matters; the restarts therefore also search
 it: restart 0 assigns the labels in class order, later restarts try the other distinct orders
@@ -32,13 +32,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackConfig
-from attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
-from attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule, simulated_update
-from attacks.input_priors import Prior, initial_inputs, input_prior, project_, total_variation
-from attacks.losses import effective_batch_size, observed_gradient
-from attacks.registry import register_attack
-from attacks.types import InputDomain, InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
+from fedleak.attacks.fedavg import (
+    LocalSchedule,
+    infer_local_labels,
+    local_schedule,
+    simulated_update,
+)
+from fedleak.attacks.input_priors import (
+    Prior,
+    initial_inputs,
+    input_prior,
+    project_,
+    total_variation,
+)
+from fedleak.attacks.losses import effective_batch_size, observed_gradient
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InputDomain, InterceptedUpdate, Reconstruction
 
 DECAY_POINTS = (3 / 8, 5 / 8, 7 / 8)
 """Fractions of the iterations after which the step size is divided by 10 (Geiping et al.)."""
@@ -56,7 +67,7 @@ class InvertingGradientsConfig(AttackConfig):
         Adam step size before decay.
     tv_weight : float
         ``alpha`` of eq. 13, the weight of the modality's smoothness prior
-        (:mod:`attacks.input_priors`): 2-D TV on images shaped ``(C, H, W)``, 1-D TV on
+        (:mod:`fedleak.attacks.input_priors`): 2-D TV on images shaped ``(C, H, W)``, 1-D TV on
         signals, none on tables.
     restarts : int
         Independent random initialisations; the one with the lowest final matching loss wins.
@@ -70,7 +81,7 @@ class InvertingGradientsConfig(AttackConfig):
         batch, as a FedSGD attack would.
     batchnorm_prior : bool
         When the update carries BatchNorm running statistics that reveal the batch's own
-        statistics (:mod:`attacks.batchnorm`), add Yin et al.'s statistics-matching term
+        statistics (:mod:`fedleak.attacks.batchnorm`), add Yin et al.'s statistics-matching term
         with those exact targets. Without such statistics the attack runs without it.
     batchnorm_weight : float
         Weight of that term beside the cosine term.

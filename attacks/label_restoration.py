@@ -11,10 +11,10 @@ the logit layer ``o = W h + b`` has (Eloul et al., WACV 2024, eqs. 6-7)
    (of all samples, weighted by ``p_c``, for an absent class); ``P_c = softmax(W h_c + b)``
    its probabilities; the counts ``n`` solve ``(P - I) n = B dL/db`` with ``sum n = B``,
    ``n >= 0`` (Ma et al.'s pseudo-inverse step). The uniform-prediction estimate of
-   :func:`attacks.labels.infer_label_counts` is the second start.
+   :func:`fedleak.attacks.labels.infer_label_counts` is the second start.
 2. Fit. For candidate counts, the class-wise model (one embedding per class present, every
    sample of a class at it) is fitted to both equations by the fixed point of
-   :func:`attacks.logit_layer.invert_groups`; its relative misfit scores the counts.
+   :func:`fedleak.attacks.logit_layer.invert_groups`; its relative misfit scores the counts.
    Distinct labels make the class-wise model exact: the true counts fit to float precision
    (``exact``) whenever the K present classes number at most C - 1 and the layer has at
    least K inputs -- in particular for a batch below the last layer's input width, the
@@ -36,10 +36,10 @@ import torch
 from scipy.optimize import nnls
 from torch import nn
 
-from attacks.labels import class_gradient, find_last_layer, idlg_label, infer_label_counts
-from attacks.logit_layer import invert_groups, logit_gradients
-from attacks.losses import effective_batch_size, observed_gradient
-from attacks.types import InterceptedUpdate
+from fedleak.attacks.labels import class_gradient, find_last_layer, idlg_label, infer_label_counts
+from fedleak.attacks.logit_layer import invert_groups, logit_gradients
+from fedleak.attacks.losses import effective_batch_size, observed_gradient
+from fedleak.attacks.types import InterceptedUpdate
 
 _EXACT = 1e-4
 """Misfit below which the counts fit exactly (float32 updates fit the truth to ~1e-6)."""
@@ -185,7 +185,7 @@ def restore_label_counts(layer: LogitLayer, batch_size: int) -> LabelRestoration
 
     Without the layer's weights (or its bias gradient), or with more classes present than
     the class-wise model can fit, only the uniform-prediction estimate of
-    :func:`attacks.labels.infer_label_counts` is available (``nan`` residual).
+    :func:`fedleak.attacks.labels.infer_label_counts` is available (``nan`` residual).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -1,7 +1,7 @@
 """Label primitives on the last layer's gradient (iDLG: Zhao et al. 2020; counts: Eloul et al.).
 
-:mod:`attacks.label_restoration` builds the batch restoration on them; attacks that recover
-inputs exactly take their labels from :mod:`attacks.input_labels`.
+:mod:`fedleak.attacks.label_restoration` builds the batch restoration on them; attacks that recover
+inputs exactly take their labels from :mod:`fedleak.attacks.input_labels`.
 
 For softmax cross-entropy, the gradient w.r.t. logit ``i`` of one sample with label ``c`` is
 ``g_i = p_i - [i == c]``: negative exactly at the true class (Zhao et al. 2020). The last layer's

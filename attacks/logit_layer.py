@@ -10,14 +10,14 @@ with ``g^m = dl/do`` of sample ``m`` (``p^m - y^m`` for cross-entropy). Given th
 the layer's weights, the inputs solve a fixed point: recompute every ``g^m`` at the current
 estimates and solve eq. 6 by least squares (:func:`invert_groups`). Samples sharing a label
 are one unknown (their rows of eq. 6 coincide up to ``p^m``). Used by the ``direct_batch``
-attack and by batch label restoration (:mod:`attacks.labels`).
+attack and by batch label restoration (:mod:`fedleak.attacks.labels`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from attacks.losses import training_loss
+from fedleak.attacks.losses import training_loss
 
 
 def logit_gradients(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attacks.types import InterceptedUpdate
+from fedleak.attacks.types import InterceptedUpdate
 
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
 """Accepted values of ``TrainingHyperparams.loss`` and of :func:`training_loss`'s ``name``."""

@@ -8,11 +8,11 @@ Attacks of other installed packages join the table through the entry-point group
    [project.entry-points."fedleak.attacks"]
    my_attack = "my_pkg.attack:MyAttack"
 
-and :class:`MyAttack` (an :class:`~attacks.base.Attack` subclass) is registered as
+and :class:`MyAttack` (an :class:`~fedleak.attacks.base.Attack` subclass) is registered as
 ``my_attack`` on the table's first lookup in each process, attack workers included: they
 look attacks up by name, so no module of theirs has to import the package. An entry point
 may also name a module whose import registers its attacks itself. The table is a
-:class:`~attacks.name_table.Registry`, the one registry type of fedleak.
+:class:`~fedleak.attacks.name_table.Registry`, the one registry type of fedleak.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from torch import nn
 
-from attacks.base import Attack, config_from_mapping
-from attacks.name_table import Registry
+from fedleak.attacks.base import Attack, config_from_mapping
+from fedleak.attacks.name_table import Registry
 
 ENTRY_POINT_GROUP = "fedleak.attacks"
 
@@ -40,7 +40,7 @@ def _from_entry_point(name: str, obj: Any) -> type[Attack] | None:
 ATTACKS: Registry[type[Attack]] = Registry(
     "attack", entry_point_group=ENTRY_POINT_GROUP, from_entry_point=_from_entry_point
 )
-"""The attack table: name -> :class:`~attacks.base.Attack` subclass."""
+"""The attack table: name -> :class:`~fedleak.attacks.base.Attack` subclass."""
 
 
 def register_attack(name: str | type[Attack], cls: type[Attack] | None = None) -> type[Attack]:
@@ -99,7 +99,7 @@ def resolve_attack_names(
     """The attacks a run puts on every update, and a notice when the fallback joined them.
 
     When every attack of ``names`` can never apply to the architecture (each one's
-    :meth:`~attacks.base.Attack.architecture_reason`, e.g. the analytic attack on a model
+    :meth:`~fedleak.attacks.base.Attack.architecture_reason`, e.g. the analytic attack on a model
     whose first layer is a convolution), those attacks would record only ``not_applicable``
     and the run would measure no leakage at all; the ``fallback`` attacks then run beside
     them (their rows say the reason). Otherwise ``names`` is returned unchanged.

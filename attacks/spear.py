@@ -20,7 +20,7 @@ full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the paper's
 ``X^T = Q^{-1} R`` (in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of
 ``Q^{-1} R``).
 
-Finding Q (:mod:`attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
+Finding Q (:mod:`fedleak.attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
 for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
 inactive for sample ``i`` (probability ~ 2^-(B-1) for uniform rows), the null space of that
 (B-1) x B submatrix is spanned by ``q_i`` (the paper's theorem). Candidates whose ``L q`` has
@@ -35,7 +35,7 @@ diag(1/c) Q'^{-1} R``, whose last column must be all ones, so ``c`` is the last 
 Beyond the paper (``2^-(B-1)`` makes B = 32 cost minutes and B = 50 out of reach): when the
 ReLU feeds an ``nn.Linear``, that layer's weight gradient spans the batch's activations, and
 inputs whose activations lie in that span are found by a cheap alternating iteration from
-random starts (:mod:`attacks.spear_dual`); their ReLU patterns are zero sets of columns.
+random starts (:mod:`fedleak.attacks.spear_dual`); their ReLU patterns are zero sets of columns.
 B = 50 on the 6-layer fcnn then takes seconds. Otherwise rows are drawn with weights learnt
 from the columns already found, guided reweighted least-squares proposals complement the
 random submatrices, and in every case the last one or two columns come from the known ones
@@ -44,12 +44,12 @@ their ReLU patterns ``W x + b <= 0`` give their zero rows). ``guided_starts=0`` 
 ``input_starts=0`` leave the paper's random submatrices alone to find all but the last two.
 
 When the columns cannot all be found, the failure names the assumption that broke
-(:func:`attacks.spear_search.failure_reason`): a gradient too noisy for exact zeros, samples
+(:func:`fedleak.attacks.spear_search.failure_reason`): a gradient too noisy for exact zeros, samples
 that leave fewer than B + 1 live neurons inactive, or just the time budget. A sample whose
 inactive neurons are a subset of another's breaks the uniqueness of ``Q``: the recovered
-batch says so (:class:`attacks.spear_solve.BatchCheck`).
+batch says so (:class:`fedleak.attacks.spear_solve.BatchCheck`).
 
-Labels come from the recovered inputs (:func:`attacks.input_labels.labels_from_inputs`):
+Labels come from the recovered inputs (:func:`fedleak.attacks.input_labels.labels_from_inputs`):
 the labels under which the batch reproduces the last layer's gradient.
 """
 
@@ -63,15 +63,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.base import Attack, AttackConfig
-from attacks.input_labels import labels_from_inputs
-from attacks.losses import effective_batch_size
-from attacks.registry import register_attack
-from attacks.spear_dual import ActivationSpace, activation_space
-from attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
-from attacks.spear_solve import BatchCheck, LayerFactors, check_batch, factorise, from_columns
-from attacks.spear_state import DualData, SearchState
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.input_labels import labels_from_inputs
+from fedleak.attacks.losses import effective_batch_size
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.spear_dual import ActivationSpace, activation_space
+from fedleak.attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
+from fedleak.attacks.spear_solve import (
+    BatchCheck,
+    LayerFactors,
+    check_batch,
+    factorise,
+    from_columns,
+)
+from fedleak.attacks.spear_state import DualData, SearchState
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 _HOPELESS = 5e-2
 """``s_(B+1) / s_B`` beyond which the search is not started: measured on float32 fcnn
@@ -101,7 +107,7 @@ class SpearConfig(AttackConfig):
     guided_starts : int
         Reweighted least-squares proposals per guided round; 0 keeps to random submatrices.
     input_starts : int
-        Random starts per round of the input-side search (``attacks.spear_dual``), used when
+        Random starts per round of the input-side search (``fedleak.attacks.spear_dual``), used when
         the layer after the ReLU is ``nn.Linear``; 0 switches it off.
 
     The search is seeded by ``reconstruct``'s ``seed`` (random rows, guided and input starts).
@@ -302,7 +308,7 @@ class SpearAttack(Attack):
         facts: SearchFacts,
         seed: int,
     ) -> SearchState:
-        """Run :func:`attacks.spear_search.spear_search` within the time budget."""
+        """Run :func:`fedleak.attacks.spear_search.spear_search` within the time budget."""
         config = self.config
         assert isinstance(config, SpearConfig)
         module, full = layer

@@ -21,7 +21,7 @@ Inversion of Batches in Federated Learning", NeurIPS 2024); SPEAR++ (Bakarsky, D
 Baader and Vechev, "SPEAR++: Scaling Gradient Inversion via Sparsely-Used Dictionary
 Learning", arXiv 2510.24200, 2025) reaches larger batches from the first layer alone by
 dictionary learning. A pattern becomes a column only through the first layer's zeros
-(:func:`attacks.spear_state.accept_patterns`), and B confirmed inputs become the batch only
+(:func:`fedleak.attacks.spear_state.accept_patterns`), and B confirmed inputs become the batch only
 when the first layer's gradient agrees with them (:func:`assemble_inputs`).
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.spear_state import DualData, SearchState, add_input, gram, least_squares
+from fedleak.attacks.spear_state import DualData, SearchState, add_input, gram, least_squares
 
 _REPAIR_GAIN = 0.1
 """A repaired set of columns must reproduce ``A`` this many times better to be kept."""

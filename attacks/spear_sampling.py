@@ -1,6 +1,6 @@
 """SPEAR's primal candidates: null vectors of (B-1)-row submatrices of ``L``.
 
-``rows`` are the live rows of ``L = U_B`` (M' x B); see :mod:`attacks.spear_state`.
+``rows`` are the live rows of ``L = U_B`` (M' x B); see :mod:`fedleak.attacks.spear_state`.
 
 1. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al., "SPEAR:
    Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024). Rows are drawn
@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from attacks.spear_state import GAP_FACTOR, SearchState, add_column, gram
+from fedleak.attacks.spear_state import GAP_FACTOR, SearchState, add_column, gram
 
 _PAIRS_PER_BASE = 16
 """Candidate directions per sampled base (see :func:`sample_candidates`)."""

@@ -1,17 +1,17 @@
-"""The search for the columns of ``Q`` behind :mod:`attacks.spear`, bounded by time.
+"""The search for the columns of ``Q`` behind :mod:`fedleak.attacks.spear`, bounded by time.
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B). Candidates come from four sources, all
 batched on the device:
 
-1. Inputs the next layer's activations confirm (:func:`attacks.spear_dual.input_patterns`),
+1. Inputs the next layer's activations confirm (:func:`fedleak.attacks.spear_dual.input_patterns`),
    when the next layer is ``nn.Linear``: their ReLU patterns are zero sets of columns.
 2. Random (B-1)-row submatrices of ``L`` and their null vectors (Dimitrov et al., "SPEAR:
    Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024), with rows drawn
    uniformly or with weights learnt from the columns already found
-   (:mod:`attacks.spear_sampling`).
+   (:mod:`fedleak.attacks.spear_sampling`).
 3. Guided proposals: reweighted least squares, every :data:`_GUIDED_PERIOD` random batches.
 4. Completion, once at most two columns are missing
-   (:func:`attacks.spear_dual.completion_patterns`); once all are found, the same
+   (:func:`fedleak.attacks.spear_dual.completion_patterns`); once all are found, the same
    leave-one-out completion repairs a single wrong column.
 
 The search stops when B columns are known or the deadline passes; it always finishes the
@@ -25,15 +25,20 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.spear_dual import (
+from fedleak.attacks.spear_dual import (
     ActivationSpace,
     assemble_inputs,
     completion_patterns,
     input_patterns,
     repair,
 )
-from attacks.spear_sampling import consider, guided_candidates, row_weights, sample_candidates
-from attacks.spear_state import DualData, SearchState, accept_patterns
+from fedleak.attacks.spear_sampling import (
+    consider,
+    guided_candidates,
+    row_weights,
+    sample_candidates,
+)
+from fedleak.attacks.spear_state import DualData, SearchState, accept_patterns
 
 _GUIDED_PERIOD = 8
 """Random-sampling batches between two guided (reweighted least-squares) rounds."""

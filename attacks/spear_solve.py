@@ -1,7 +1,7 @@
 """SPEAR's linear algebra around the search: the factorisation of ``A`` and the final solve.
 
-``A = [dL/dW | dL/db] = U_B S_B V_B^T = L R`` (see :mod:`attacks.spear`); the search
-(:mod:`attacks.spear_search`) finds the columns of ``Q`` or the inputs themselves, and
+``A = [dL/dW | dL/db] = U_B S_B V_B^T = L R`` (see :mod:`fedleak.attacks.spear`); the search
+(:mod:`fedleak.attacks.spear_search`) finds the columns of ``Q`` or the inputs themselves, and
 :func:`check_batch` says how well the recovered batch explains ``A`` and which samples the
 first layer alone leaves undetermined.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.spear_state import DualData, SearchState, least_squares
+from fedleak.attacks.spear_state import DualData, SearchState, least_squares
 
 _NOISE_FACTOR = 3.0
 """Zero tolerance in units of the noise of one row of ``L``: ``s_(B+1) / (s_B sqrt(M'))``."""

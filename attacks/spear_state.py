@@ -1,9 +1,9 @@
 """What SPEAR's column searches share: the columns found so far, and how a column is accepted.
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B) of the attacked layer (see
-:mod:`attacks.spear`). Column ``q_i`` of ``Q`` makes ``L q_i`` the column of ``dL/dZ`` of sample
+:mod:`fedleak.attacks.spear`). Column ``q_i`` of ``Q`` makes ``L q_i`` the column of ``dL/dZ`` of sample
 ``i``, exactly zero on the neurons inactive for it. Every candidate source
-(:mod:`attacks.spear_sampling`, :mod:`attacks.spear_dual`) ends in :func:`add_column`; the
+(:mod:`fedleak.attacks.spear_sampling`, :mod:`fedleak.attacks.spear_dual`) ends in :func:`add_column`; the
 input-side sources, which come with a whole zero set (a ReLU pattern computed from an input),
 are accepted by :func:`accept_patterns`.
 """
@@ -35,10 +35,10 @@ class SearchState:
     kept : int
         Candidates (random or guided) that passed the sparsity filter, repeats included.
     input_starts : int
-        Starts of the input-side search (:func:`attacks.spear_dual.input_patterns`).
+        Starts of the input-side search (:func:`fedleak.attacks.spear_dual.input_patterns`).
     inputs : list[tuple[float, torch.Tensor]]
         Distinct inputs ``[x | 1]`` ``(N+1,)`` the next layer's activations confirm
-        (:func:`attacks.spear_dual.input_patterns`), whether or not they pinned a column,
+        (:func:`fedleak.attacks.spear_dual.input_patterns`), whether or not they pinned a column,
         each with its relative distance from the activation span.
     thin_inputs : int
         Largest number of distinct confirmed inputs, in one round of the input-side search,
@@ -47,7 +47,7 @@ class SearchState:
         Fewest inactive live neurons among those inputs (``-1`` when there is none).
     assembled : torch.Tensor | None
         ``[X | 1]`` ``(B, N+1)`` put together from B confirmed inputs and checked against the
-        gradient (:func:`attacks.spear_dual.assemble_inputs`), when the columns alone did not
+        gradient (:func:`fedleak.attacks.spear_dual.assemble_inputs`), when the columns alone did not
         all come out: a sample whose inactive neurons are a subset of another's leaves a
         two-dimensional null space, which no zero set resolves, but its input is confirmed.
     """

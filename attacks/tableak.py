@@ -18,9 +18,9 @@ and continuous features:
 Each row's confidence is one minus the mean normalised entropy of its discrete features'
 votes over the restarts (the paper's entropy-based measure of how trustworthy a feature is,
 sec. 4.3, averaged per row). Labels are the disclosed ones where the threat model allows
-it, else restored from the last layer's update (:func:`attacks.label_restoration.infer_labels`).
+it, else restored from the last layer's update (:func:`fedleak.attacks.label_restoration.infer_labels`).
 FedSGD updates; a FedAvg update is matched as one gradient. The table's schema (which
-columns form a one-hot block) is the update's :class:`~attacks.types.InputDomain`.
+columns form a one-hot block) is the update's :class:`~fedleak.attacks.types.InputDomain`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from attacks.base import Attack, AttackConfig
-from attacks.inverting_gradients import CosineTarget
-from attacks.label_restoration import batch_labels
-from attacks.losses import model_gradient, observed_gradient
-from attacks.registry import register_attack
-from attacks.types import InputDomain, InterceptedUpdate, Reconstruction
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.inverting_gradients import CosineTarget
+from fedleak.attacks.label_restoration import batch_labels
+from fedleak.attacks.losses import model_gradient, observed_gradient
+from fedleak.attacks.registry import register_attack
+from fedleak.attacks.types import InputDomain, InterceptedUpdate, Reconstruction
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ class InterceptedUpdate:
         In FedSGD mode this is exactly the gradient of the client's batch loss (Geiping et al.
         2020, eq. 2); in FedAvg mode it is the sum of the K local gradients. Only trainable
         parameters have a gradient: buffers (BatchNorm running statistics, its integer step
-        counter) are side information, read with :mod:`attacks.batchnorm`.
+        counter) are side information, read with :mod:`fedleak.attacks.batchnorm`.
 
         Parameters
         ----------

@@ -2,10 +2,10 @@
 
 Each case is one client of a federation: a global model (seeded, untrained), a partition of a
 data set, and the recipe the server configured. The client trains exactly as fedleak's
-clients do (``clients.training.train_locally``: one FedSGD step, or K FedAvg steps); the
-attack sees only the resulting :class:`~attacks.types.InterceptedUpdate` (plus the true labels
+clients do (``fedleak.clients.training.train_locally``: one FedSGD step, or K FedAvg steps); the
+attack sees only the resulting :class:`~fedleak.attacks.types.InterceptedUpdate` (plus the true labels
 when it ``requires`` them); the leakage is measured against the samples the client used with
-``simulator.metrics.compute_leakage``. Every attack runs on every case; an attack whose
+``fedleak.simulator.metrics.leakage.compute_leakage``. Every attack runs on every case; an attack whose
 preconditions do not hold prints ``n/a: <reason>``.
 
     python benchmarks/attacks.py                         # every attack, every case, CPU
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import attacks  # noqa: E402
-from attacks import (  # noqa: E402
+from fedleak import attacks  # noqa: E402
+from fedleak.attacks import (  # noqa: E402
     AttackFailure,
     Disclosure,
     InterceptedUpdate,
@@ -43,11 +43,11 @@ from attacks import (  # noqa: E402
     create_attack,
     execute_attack,
 )
-from attacks.analytic import recover_linear_input  # noqa: E402
-from clients.training import train_locally  # noqa: E402
-from simulator.datasets import DatasetSplits, load_dataset  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.attacks.analytic import recover_linear_input  # noqa: E402
+from fedleak.clients.training import train_locally  # noqa: E402
+from fedleak.simulator.data.datasets import DatasetSplits, load_dataset  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Case:
     Attributes
     ----------
     model, dataset : str
-        Registry names (``simulator.models``, ``simulator.datasets``).
+        Registry names (``fedleak.simulator.models.architectures``, ``fedleak.simulator.data.datasets``).
     batch_size : int
         B.
     mode : {"fedsgd", "fedavg"}

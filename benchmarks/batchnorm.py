@@ -39,15 +39,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
-from attacks import InterceptedUpdate, TrainingHyperparams, create_attack  # noqa: E402
-from attacks.base import execute_attack  # noqa: E402
-from attacks.types import Reconstruction  # noqa: E402
 from benchmarks.compare_breaching import print_table  # noqa: E402
 from benchmarks.photos import photo_batch  # noqa: E402
-from clients.training import train_locally  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
+from fedleak.attacks import InterceptedUpdate, TrainingHyperparams, create_attack  # noqa: E402
+from fedleak.attacks.base import execute_attack  # noqa: E402
+from fedleak.attacks.types import Reconstruction  # noqa: E402
+from fedleak.clients.training import train_locally  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 SHAPE = (3, 32, 32)
 NUM_CLASSES = 10

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from attacks import create_attack, execute_attack  # noqa: E402
-from attacks.types import Reconstruction  # noqa: E402
 from benchmarks.calibrate_inverting_gradients import update_for  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
+from fedleak.attacks import create_attack, execute_attack  # noqa: E402
+from fedleak.attacks.types import Reconstruction  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -21,14 +21,14 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import simulator  # noqa: E402,F401  (torchvision next to a CPU torch)
-from attacks import TrainingHyperparams, create_attack, execute_attack  # noqa: E402
-from attacks.types import InterceptedUpdate, Reconstruction  # noqa: E402
 from benchmarks.photos import photo_batch  # noqa: E402
-from clients.training import train_locally  # noqa: E402
-from simulator.datasets import load_dataset  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak import simulator  # noqa: E402,F401  (torchvision next to a CPU torch)
+from fedleak.attacks import TrainingHyperparams, create_attack, execute_attack  # noqa: E402
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction  # noqa: E402
+from fedleak.clients.training import train_locally  # noqa: E402
+from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 
 def batch_of(kind: str, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -52,15 +52,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
-from attacks import InterceptedUpdate, TrainingHyperparams  # noqa: E402
-from attacks.inverting_gradients import (  # noqa: E402
+from fedleak import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
+from fedleak.attacks import InterceptedUpdate, TrainingHyperparams  # noqa: E402
+from fedleak.attacks.inverting_gradients import (  # noqa: E402
     InvertingGradientsAttack,
     InvertingGradientsConfig,
 )
-from attacks.losses import model_gradient  # noqa: E402
-from simulator.datasets import load_dataset  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.attacks.losses import model_gradient  # noqa: E402
+from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 LR = 0.1
 """The client's learning rate (cancels out of the pseudo-gradient up to float rounding)."""
@@ -168,7 +168,7 @@ def run_breaching(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--model", default="lenet", help="a simulator.models name")
+    parser.add_argument("--model", default="lenet", help="a fedleak.simulator.models.architectures name")
     parser.add_argument("--dataset", default="lfw", choices=["lfw", "digits"])
     parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2], help="train indices")
     parser.add_argument("--tv", type=float, default=1e-4, help="TV weight, both implementations")

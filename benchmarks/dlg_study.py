@@ -60,7 +60,7 @@ from benchmarks.dlg_verdicts import (  # noqa: E402
     Verdict,
     study_verdicts,
 )
-from simulator.sweep_summary import mean_std  # noqa: E402
+from fedleak.simulator.sweep.summary import mean_std  # noqa: E402
 
 ATTACK_PARAMS: dict[str, float | int | bool] = {
     "iterations": 500,
@@ -123,7 +123,7 @@ def sweep_overrides(args: argparse.Namespace) -> list[str]:
 
 def run_sweep(overrides: list[str], jobs: int, ray_address: str | None) -> tuple[Path, float]:
     """``fedleak run -m --jobs N``; (its sweep directory, wall seconds)."""
-    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", str(jobs)]
+    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", "-m", "--jobs", str(jobs)]
     if ray_address:
         command += ["--ray-address", ray_address]
     start = time.monotonic()
@@ -225,11 +225,15 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> tuple[Verd
     """
     import torch
 
-    from attacks import create_attack, execute_attack
-    from attacks.types import Reconstruction
     from benchmarks.mixing_utility import fedsgd_update
-    from simulator.experiment_data import cached_splits, initial_model, model_spec_for
-    from simulator.metrics import compute_leakage
+    from fedleak.attacks import create_attack, execute_attack
+    from fedleak.attacks.types import Reconstruction
+    from fedleak.simulator.metrics.leakage import compute_leakage
+    from fedleak.simulator.runtime.experiment_data import (
+        cached_splits,
+        initial_model,
+        model_spec_for,
+    )
 
     claim = "BatchNorm: eval-mode gradients leak more than train-mode ones (ResNet-18)"
     splits = cached_splits("photos", "data", 0, 0.2)

@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # fedleak's packages before this folder (benchmarks/attacks.py)
 
-from simulator.sweep import create_sweep_dir, plan_sweep, run_sweep  # noqa: E402
-from simulator.sweep_summary import (  # noqa: E402
+from fedleak.simulator.sweep.runner import create_sweep_dir, plan_sweep, run_sweep  # noqa: E402
+from fedleak.simulator.sweep.summary import (  # noqa: E402
     SettingSummary,
     aggregate,
     build_sweep_report,

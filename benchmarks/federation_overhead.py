@@ -29,16 +29,16 @@ sys.path.insert(0, str(ROOT))
 from flwr.app import ArrayRecord, Message  # noqa: E402
 from flwr.serverapp.strategy import FedAvg, Strategy  # noqa: E402
 
-from clients.app import app as client_app  # noqa: E402
-from server.pipeline import AttackPipeline, AttackPlan  # noqa: E402
-from server.pool import create_pool  # noqa: E402
-from server.recorder import LeakageRecorder  # noqa: E402
-from server.strategy import CuriousStrategy  # noqa: E402
-from server.validation import ValidatingStrategy  # noqa: E402
-from simulator.audit import AuditStore  # noqa: E402
-from simulator.compose import load_experiment  # noqa: E402
-from simulator.config import ExperimentConfig  # noqa: E402
-from simulator.results import RunPaths, read_leakage  # noqa: E402
+from fedleak.clients.app import app as client_app  # noqa: E402
+from fedleak.server.pipeline import AttackPipeline, AttackPlan  # noqa: E402
+from fedleak.server.pool import create_pool  # noqa: E402
+from fedleak.server.recorder import LeakageRecorder  # noqa: E402
+from fedleak.server.strategy import CuriousStrategy  # noqa: E402
+from fedleak.server.validation import ValidatingStrategy  # noqa: E402
+from fedleak.simulator.config.compose import load_experiment  # noqa: E402
+from fedleak.simulator.config.schema import ExperimentConfig  # noqa: E402
+from fedleak.simulator.runtime.audit import AuditStore  # noqa: E402
+from fedleak.simulator.runtime.results import RunPaths, read_leakage  # noqa: E402
 from tests.flower_harness import LocalGrid  # noqa: E402
 from tests.server.conftest import initial_arrays, model_spec, train_config  # noqa: E402
 

@@ -7,7 +7,7 @@ attack a single dense layer on MNIST with batches of B = 1..6 and find the recov
 labels, lower when every batch holds one label, and lower with an MSE loss. This script
 measures the four strategies on fedleak's real client path:
 
-* the client draws its batch with ``clients.training.batch_schedule`` (``random`` or
+* the client draws its batch with ``fedleak.clients.training.batch_schedule`` (``random`` or
   ``equal`` labels) and trains one FedSGD step with the strategy's loss;
 * the attacks see only the resulting update (``InterceptedUpdate``): eq. 8's direct batch
   inversion and two optimisation attacks (inverting gradients' cosine objective, DLG's L2);
@@ -40,18 +40,18 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
-from attacks import (  # noqa: E402
+from fedleak import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
+from fedleak.attacks import (  # noqa: E402
     AttackFailure,
     InterceptedUpdate,
     TrainingHyperparams,
     create_attack,
     execute_attack,
 )
-from clients.training import train_locally  # noqa: E402
-from simulator.datasets import load_dataset  # noqa: E402
-from simulator.metrics import avd, match_samples  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.clients.training import train_locally  # noqa: E402
+from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
+from fedleak.simulator.metrics.leakage import avd, match_samples  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
-from attacks import create_attack, execute_attack  # noqa: E402
-from attacks.losses import model_gradient  # noqa: E402
-from attacks.types import InterceptedUpdate, Reconstruction, TrainingHyperparams  # noqa: E402
-from simulator.experiment_data import cached_splits, initial_model, model_spec_for  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
-from simulator.sweep_summary import mean_std  # noqa: E402
+from fedleak import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
+from fedleak.attacks import create_attack, execute_attack  # noqa: E402
+from fedleak.attacks.losses import model_gradient  # noqa: E402
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction, TrainingHyperparams  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
+from fedleak.simulator.runtime.experiment_data import cached_splits, initial_model, model_spec_for  # noqa: E402
+from fedleak.simulator.sweep.summary import mean_std  # noqa: E402
 
 STRATEGIES = {
     "none": "CE random",
@@ -98,7 +98,7 @@ def sweep(args: argparse.Namespace) -> tuple[Path, float]:
         f"seed=range(0,{args.seeds})",
         f"output_dir={args.output_dir}",
     ]
-    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", str(args.jobs)]
+    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", "-m", "--jobs", str(args.jobs)]
     start = time.monotonic()
     proc = subprocess.run([*command, *overrides], capture_output=True, text=True, cwd=ROOT)
     found = [line for line in proc.stdout.splitlines() if line.startswith("fedleak: sweep of")]

@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
 from benchmarks.federation_overhead import measure_overhead, print_table  # noqa: E402
-from clients.app import app as client_app  # noqa: E402
-from server.capture import CapturedRound, decode, to_update  # noqa: E402
-from server.pool import AttackJob, create_pool, job_seed  # noqa: E402
-from server.strategy import CuriousStrategy  # noqa: E402
-from simulator.compose import load_experiment  # noqa: E402
-from simulator.config import PoolConfig  # noqa: E402
+from fedleak.clients.app import app as client_app  # noqa: E402
+from fedleak.server.capture import CapturedRound, decode, to_update  # noqa: E402
+from fedleak.server.pool import AttackJob, create_pool, job_seed  # noqa: E402
+from fedleak.server.strategy import CuriousStrategy  # noqa: E402
+from fedleak.simulator.config.compose import load_experiment  # noqa: E402
+from fedleak.simulator.config.schema import PoolConfig  # noqa: E402
 from tests.flower_harness import LocalGrid  # noqa: E402
 from tests.server.conftest import initial_arrays, model_spec, train_config  # noqa: E402
 

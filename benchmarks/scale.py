@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.federation_overhead import print_table  # noqa: E402
-from simulator.results import read_leakage  # noqa: E402
+from fedleak.simulator.runtime.results import read_leakage  # noqa: E402
 
 
 def session_pss_bytes(session_id: int) -> int:
@@ -57,7 +57,7 @@ def main() -> None:
         cmd = [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "fedleak.simulator.cli",
             "run",
             f"output_dir={out}",
             f"federation.num_clients={args.clients}",

@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from attacks import Reconstruction, create_attack, execute_attack  # noqa: E402
 from benchmarks.tabular import fedsgd_update, print_table  # noqa: E402
-from simulator.datasets import ArrayDataset, load_dataset  # noqa: E402
-from simulator.modality_metrics import measure_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.attacks import Reconstruction, create_attack, execute_attack  # noqa: E402
+from fedleak.simulator.data.datasets import ArrayDataset, load_dataset  # noqa: E402
+from fedleak.simulator.metrics.modality import measure_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 
 def attack_update(

@@ -43,11 +43,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from attacks import InterceptedUpdate, Reconstruction, TrainingHyperparams, execute_attack  # noqa: E402
-from attacks.losses import model_gradient  # noqa: E402
-from attacks.spear import SpearAttack, SpearConfig  # noqa: E402
-from simulator.metrics import compute_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.attacks import InterceptedUpdate, Reconstruction, TrainingHyperparams, execute_attack  # noqa: E402
+from fedleak.attacks.losses import model_gradient  # noqa: E402
+from fedleak.attacks.spear import SpearAttack, SpearConfig  # noqa: E402
+from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 8, 8)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from attacks import (  # noqa: E402
+from fedleak.attacks import (  # noqa: E402
     InputDomain,
     InterceptedUpdate,
     Reconstruction,
@@ -50,10 +50,10 @@ from attacks import (  # noqa: E402
     create_attack,
     execute_attack,
 )
-from attacks.losses import model_gradient  # noqa: E402
-from simulator.datasets import ArrayDataset, DatasetUnavailableError, load_dataset  # noqa: E402
-from simulator.modality_metrics import measure_leakage  # noqa: E402
-from simulator.models import ModelSpec, build_model  # noqa: E402
+from fedleak.attacks.losses import model_gradient  # noqa: E402
+from fedleak.simulator.data.datasets import ArrayDataset, DatasetUnavailableError, load_dataset  # noqa: E402
+from fedleak.simulator.metrics.modality import measure_leakage  # noqa: E402
+from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 LR = 0.1
 

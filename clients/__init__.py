@@ -1,3 +1,3 @@
 """fedleak's Flower ClientApp: local training and, in evaluation mode, the audit record."""
 
-import simulator  # noqa: F401  (makes torchvision importable in this process first)
+from fedleak import simulator  # noqa: F401  (makes torchvision importable in this process first)

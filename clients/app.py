@@ -1,4 +1,4 @@
-"""Flower ClientApp (``clients.app:app``): train on the node's partition, reply, audit.
+"""Flower ClientApp (``fedleak.clients.app:app``): train on the node's partition, reply, audit.
 
 The reply carries the new weights and ``num-examples`` only. In evaluation mode the exact
 samples used are written to the audit store keyed by (run, round, node); ground truth
@@ -14,21 +14,21 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.defense_mods import defense_mod
-from clients.secagg_mods import secagg_mod
-from clients.training import train_locally
-from simulator import record_keys as keys
-from simulator.audit import AuditStore, GroundTruth
-from simulator.client_setup import ClientSetup
-from simulator.datasets import ArrayDataset
-from simulator.experiment_data import (
+from fedleak.clients.defense_mods import defense_mod
+from fedleak.clients.secagg_mods import secagg_mod
+from fedleak.clients.training import train_locally
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.hyperparams import hyperparams_from_config
+from fedleak.simulator.data.datasets import ArrayDataset
+from fedleak.simulator.models.architectures import build_model
+from fedleak.simulator.runtime.audit import AuditStore, GroundTruth
+from fedleak.simulator.runtime.experiment_data import (
     args_key,
     cached_partitions,
     cached_splits,
     model_spec_for,
 )
-from simulator.hyperparams import hyperparams_from_config
-from simulator.models import build_model
 
 app = ClientApp(mods=[secagg_mod, defense_mod])  # SecAgg+ masks what the defenses left
 

@@ -1,10 +1,10 @@
 """Client-side defenses as Flower mods, chosen per run from the experiment's defense config.
 
 A ClientApp's mods are fixed when it is created, but fedleak's defenses travel with each
-train message (in :class:`simulator.client_setup.ClientSetup`). :func:`defense_mod` is the
+train message (in :class:`fedleak.simulator.config.client_setup.ClientSetup`). :func:`defense_mod` is the
 one mod installed on the ClientApp: it builds the run's chain (fedleak's own defenses of
-:mod:`clients.defenses` in the order prune -> dp -> quantize, then the registered ones of
-:mod:`simulator.defenses`, innermost first) and passes the message through it.
+:mod:`fedleak.clients.defenses` in the order prune -> dp -> quantize, then the registered ones of
+:mod:`fedleak.simulator.defenses`, innermost first) and passes the message through it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import functools
 from flwr.app import ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from clients.defenses import CLIENT_DEFENSES, update_mod
-from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
-from simulator.defenses import create_defense
+from fedleak.clients.defenses import CLIENT_DEFENSES, update_mod
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.defenses import create_defense
 
 
 def defense_chain(setup: ClientSetup) -> list[Mod]:
@@ -28,7 +28,7 @@ def defense_chain(setup: ClientSetup) -> list[Mod]:
         if name in CLIENT_DEFENSES
         else update_mod(name, create_defense(name, defense.extra[name]), setup)
         for name in defense.active()
-        if name != "secagg"  # SecAgg+ is a mod of its own (clients.secagg_mods), outermost
+        if name != "secagg"  # SecAgg+ is a mod of its own (fedleak.clients.secagg_mods), outermost
     ]
     return applied[::-1]
 

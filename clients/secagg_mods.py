@@ -13,7 +13,7 @@ fedleak's ``train`` speaks the Message API (``arrays`` / ``config`` in, ``arrays
 
 The reply travels back the same way: the defenses act on the plain update, the shim turns
 it into a ``FitRes``, and only then does SecAgg+ quantise and mask it (the order of
-:class:`simulator.config.DefenseConfig`: defenses, then secagg). Messages without the
+:class:`fedleak.simulator.config.schema.DefenseConfig`: defenses, then secagg). Messages without the
 ``"secaggplus_configs"`` record go straight to ``call_next``.
 """
 
@@ -45,9 +45,9 @@ from flwr.common import (
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 
-from clients.seeding import client_stream, numpy_global_seed
-from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
+from fedleak.clients.seeding import client_stream, numpy_global_seed
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
 
 LEGACY_FIT_CONFIG = "fitins.config"
 """Record of the legacy ``FitIns.config`` (Flower's ``recorddict_compat`` naming)."""
@@ -57,7 +57,7 @@ def fitins_to_fedleak(content: RecordDict) -> RecordDict:
     """fedleak's train content (named ``arrays``, ``config``) from legacy ``fitins.*`` records.
 
     Legacy ``Parameters`` carry unnamed serialised arrays; the names come from the config
-    entry :data:`simulator.record_keys.ARRAY_NAMES` that the SecAgg+ server adds.
+    entry :data:`fedleak.simulator.record_keys.ARRAY_NAMES` that the SecAgg+ server adds.
 
     Raises
     ------

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.losses import training_loss
-from attacks.types import TrainingHyperparams
+from fedleak.attacks.losses import training_loss
+from fedleak.attacks.types import TrainingHyperparams
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Transformations of a client's update ``delta = client - global`` before it leaves the client.
 
-Pure numpy functions, one per defense; :mod:`clients.defense_mods` applies them to the
+Pure numpy functions, one per defense; :mod:`fedleak.clients.defense_mods` applies them to the
 reply message as Flower mods. Each is seeded by the caller, so a run is reproducible.
 """
 
@@ -55,7 +55,7 @@ def dp_noise_epsilon(noise_multiplier: float, delta: float) -> float:
     ``LocalDpMod`` adds N(0, s^2) with ``s = sensitivity * sqrt(2 ln(1.25/delta)) / epsilon``
     (the classic Gaussian mechanism); with ``sensitivity = clip`` this epsilon makes
     ``s = noise_multiplier * clip``. It is a parametrisation, not the reported budget:
-    :mod:`simulator.privacy` accounts for the composition over rounds.
+    :mod:`fedleak.simulator.runtime.privacy` accounts for the composition over rounds.
     """
     if noise_multiplier <= 0:
         return float("inf")

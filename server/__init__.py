@@ -1,3 +1,3 @@
 """fedleak's Flower ServerApp: the curious strategy, the attack pool, the leakage recorder."""
 
-import simulator  # noqa: F401  (makes torchvision importable in this process first)
+from fedleak import simulator  # noqa: F401  (makes torchvision importable in this process first)

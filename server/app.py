@@ -1,4 +1,4 @@
-"""Flower ServerApp (``server.app:app``): resolves the experiment and runs the federation.
+"""Flower ServerApp (``fedleak.server.app:app``): resolves the experiment and runs the federation.
 
 The experiment comes from the run config (``flwr run . --run-config ...``):
 
@@ -9,8 +9,8 @@ The experiment comes from the run config (``flwr run . --run-config ...``):
 else from ``$FEDLEAK_EXPERIMENT_JSON`` (set by ``fedleak run``), else the embedded default.
 The run directory comes from ``run-dir`` / ``$FEDLEAK_RUN_DIR``, else a fresh one is made
 under ``output_dir``. Under ``flwr run .``'s own simulation the experiment adapts to the
-federation Flower runs (:mod:`server.flower_runtime`). Every path the experiment names is
-checked before the first round (:func:`simulator.preflight.check_paths`).
+federation Flower runs (:mod:`fedleak.server.flower_runtime`). Every path the experiment names is
+checked before the first round (:func:`fedleak.simulator.runtime.preflight.check_paths`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from server.federation import run_federation
-from server.flower_runtime import flower_starts_ray, join_flower_simulation
-from simulator import record_keys as keys
-from simulator.compose import load_experiment
-from simulator.config import ConfigError, ExperimentConfig, experiment_from_mapping
-from simulator.errors import FedleakError
-from simulator.preflight import check_paths
-from simulator.results import RunPaths
-from simulator.rundir import create_run_dir
+from fedleak.server.federation import run_federation
+from fedleak.server.flower_runtime import flower_starts_ray, join_flower_simulation
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ConfigError, ExperimentConfig, experiment_from_mapping
+from fedleak.simulator.errors import FedleakError
+from fedleak.simulator.runtime.preflight import check_paths
+from fedleak.simulator.runtime.results import RunPaths
+from fedleak.simulator.runtime.rundir import create_run_dir
 
 app = ServerApp()
 
@@ -43,7 +43,7 @@ def run_config_overrides(context: Context) -> list[str]:
         overrides = shlex.split(text)
     except ValueError as exc:
         raise ConfigError([f"run config overrides={text!r}: {exc}"]) from None
-    from simulator.sweep import sweep_overrides
+    from fedleak.simulator.sweep.runner import sweep_overrides
 
     if sweeps := sweep_overrides(overrides):
         raise ConfigError(

@@ -1,7 +1,7 @@
 """What every federation path builds the same way: the model spec, and the curious side.
 
-The plain path (:mod:`server.federation`) and the secure-aggregation path
-(:mod:`server.secagg_federation`) differ in how rounds run, not in how the experiment's
+The plain path (:mod:`fedleak.server.federation`) and the secure-aggregation path
+(:mod:`fedleak.server.secagg_federation`) differ in how rounds run, not in how the experiment's
 model is described or how intercepted updates reach the attack pool and the recorder.
 """
 
@@ -10,18 +10,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from server.pipeline import AttackPipeline, AttackPlan
-from server.policy import AttackPolicy
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
-from server.update_store import UpdateStore
-from simulator.audit import AuditStore
-from simulator.config import ExperimentConfig
-from simulator.data_domain import DataDomain
-from simulator.datasets import DatasetSplits
-from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
-from simulator.models import ModelSpec
-from simulator.results import RunPaths
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.policy import AttackPolicy
+from fedleak.server.pool import create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.update_store import UpdateStore
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.data.datasets import DatasetSplits
+from fedleak.simulator.data.domain import DataDomain
+from fedleak.simulator.models.architectures import ModelSpec
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.experiment_data import (
+    attack_names,
+    experiment_spec,
+    experiment_splits,
+)
+from fedleak.simulator.runtime.results import RunPaths
 
 logger = logging.getLogger(__name__)
 

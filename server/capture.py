@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
 
-from attacks.types import InterceptedUpdate, TrainingHyperparams
-from simulator import record_keys as keys
+from fedleak.attacks.types import InterceptedUpdate, TrainingHyperparams
+from fedleak.simulator import record_keys as keys
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import torch
 from flwr.app import ArrayRecord, MetricRecord
 
-from attacks.losses import training_loss
-from simulator.datasets import ArrayDataset
-from simulator.models import ModelSpec, build_model
-from simulator.results import JsonlAppender
+from fedleak.attacks.losses import training_loss
+from fedleak.simulator.data.datasets import ArrayDataset
+from fedleak.simulator.models.architectures import ModelSpec, build_model
+from fedleak.simulator.runtime.results import JsonlAppender
 
 
 class CentralEvaluator:

@@ -6,20 +6,20 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from server.lifecycle import FederationRun, train_loss
-from server.pipeline import AttackPipeline
-from server.reproducible import ReproducibleStrategy
-from server.rounds import run_rounds
-from server.secagg_federation import run_secagg_federation
-from server.secagg_strategy import CuriousSecAggStrategy
-from server.strategy import CuriousStrategy
-from server.update_store import UpdateStore
-from server.validation import ValidatingStrategy
-from simulator import record_keys as keys
-from simulator.checkpoint import load_checkpoint, save_checkpoint
-from simulator.config import ExperimentConfig
-from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
-from simulator.results import RunPaths, read_leakage
+from fedleak.server.lifecycle import FederationRun, train_loss
+from fedleak.server.pipeline import AttackPipeline
+from fedleak.server.reproducible import ReproducibleStrategy
+from fedleak.server.rounds import run_rounds
+from fedleak.server.secagg_federation import run_secagg_federation
+from fedleak.server.secagg_strategy import CuriousSecAggStrategy
+from fedleak.server.strategy import CuriousStrategy
+from fedleak.server.update_store import UpdateStore
+from fedleak.server.validation import ValidatingStrategy
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.hyperparams import hyperparams_from_federation, hyperparams_to_config
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.runtime.checkpoint import load_checkpoint, save_checkpoint
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 
 
 def run_federation(
@@ -31,7 +31,7 @@ def run_federation(
     run's checkpoint, and attacks of earlier rounds that never produced a row run again
     from the intercepted updates kept on disk. Returns the curious strategy (counters).
     With ``defense.secagg`` the run goes through Flower's SecAgg+ workflow instead
-    (:mod:`server.secagg_federation`): only each round's aggregate is attacked.
+    (:mod:`fedleak.server.secagg_federation`): only each round's aggregate is attacked.
     """
     if cfg.defense.secagg.enabled:
         return run_secagg_federation(grid, cfg, paths, start_round)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from flwr.serverapp import Grid
 
-from simulator.config import ExperimentConfig, experiment_from_mapping
+from fedleak.simulator.config.schema import ExperimentConfig, experiment_from_mapping
 
 RAY_START_TIMEOUT_S = 300.0
 """How long to wait for the Simulation Runtime's ``ray.init`` (it loads the ClientApp first)."""
@@ -74,7 +74,7 @@ def adapt_to_federation(cfg: ExperimentConfig, num_nodes: int) -> tuple[Experime
 
     Raises
     ------
-    simulator.config.ConfigError
+    fedleak.simulator.config.schema.ConfigError
         When the experiment does not validate with that many clients (e.g. SecAgg+'s shares).
     """
     federation = dataclasses.replace(cfg.federation, num_clients=num_nodes)

@@ -1,7 +1,7 @@
 """The run lifecycle both federations share: set up, train, drain the attacks, report.
 
-:func:`server.federation.run_federation` (FedAvg wrapped by the curious strategy) and
-:func:`server.secagg_federation.run_secagg_federation` (Flower's SecAgg+ workflow) differ
+:func:`fedleak.server.federation.run_federation` (FedAvg wrapped by the curious strategy) and
+:func:`fedleak.server.secagg_federation.run_secagg_federation` (Flower's SecAgg+ workflow) differ
 only in how the rounds are driven. Everything around the rounds is here: the model and data
 of the experiment, the attack side (pool, recorder, audit store), the client setup every
 train message carries, the training log with central evaluation and the progress line, the
@@ -21,16 +21,16 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from server.attack_side import AttackSide, build_attack_side, experiment_model
-from server.evaluation import CentralEvaluator
-from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
-from simulator.config import ExperimentConfig
-from simulator.datasets import DatasetSplits
-from simulator.experiment_data import initial_model
-from simulator.models import ModelSpec
-from simulator.report import build_report
-from simulator.results import JsonlAppender, RunPaths
+from fedleak.server.attack_side import AttackSide, build_attack_side, experiment_model
+from fedleak.server.evaluation import CentralEvaluator
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.data.datasets import DatasetSplits
+from fedleak.simulator.models.architectures import ModelSpec
+from fedleak.simulator.report.build import build_report
+from fedleak.simulator.runtime.experiment_data import initial_model
+from fedleak.simulator.runtime.results import JsonlAppender, RunPaths
 
 console = Console(highlight=False, soft_wrap=True)
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import InputDomain, InterceptedUpdate, Status
-from server.capture import CapturedRound, decode, to_update
-from server.policy import AttackPolicy
-from server.pool import AttackJob, AttackPool, AttackResult, job_seed
-from server.recorder import LeakageRecorder
-from server.update_store import UpdateStore
-from server.validation import Rejection
-from simulator.audit import AuditStore
-from simulator.models import ModelSpec
+from fedleak.attacks.types import InputDomain, InterceptedUpdate, Status
+from fedleak.server.capture import CapturedRound, decode, to_update
+from fedleak.server.policy import AttackPolicy
+from fedleak.server.pool import AttackJob, AttackPool, AttackResult, job_seed
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.update_store import UpdateStore
+from fedleak.server.validation import Rejection
+from fedleak.simulator.models.architectures import ModelSpec
+from fedleak.simulator.runtime.audit import AuditStore
 
 
 @dataclass(frozen=True)

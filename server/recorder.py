@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import AttackFailure, Reconstruction, Status
-from server.pool.jobs import AttackResult
-from simulator import record_keys as keys
-from simulator.audit import AuditStore
-from simulator.data_domain import DataDomain
-from simulator.modality_metrics import measure_leakage
-from simulator.results import STATUS_OK, JsonlAppender, LeakageRecord, RunPaths
+from fedleak.attacks.types import AttackFailure, Reconstruction, Status
+from fedleak.server.pool.jobs import AttackResult
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.data.domain import DataDomain
+from fedleak.simulator.metrics.modality import measure_leakage
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.results import STATUS_OK, JsonlAppender, LeakageRecord, RunPaths
 
 
 class LeakageRecorder:
@@ -29,7 +29,7 @@ class LeakageRecorder:
     audit : AuditStore | None
         Ground truth; ``None`` when auditing is off (rows then carry no metrics).
     domain : DataDomain | None
-        The data's modality (its metrics: :mod:`simulator.modality_metrics`) and encoder,
+        The data's modality (its metrics: :mod:`fedleak.simulator.metrics.modality`) and encoder,
         written to the run directory for the report; ``None``: images.
     """
 
@@ -113,7 +113,7 @@ class LeakageRecorder:
     def register_aggregate(self, server_round: int, node_ids: Sequence[int]) -> None:
         """Announce that ``node_ids``' updates of a round reach the server only as a sum.
 
-        Its rows carry ``node_id`` :data:`~simulator.record_keys.AGGREGATE_NODE_ID`,
+        Its rows carry ``node_id`` :data:`~fedleak.simulator.record_keys.AGGREGATE_NODE_ID`,
         ``client`` -1 and ``details["target"]``. The auditor writes the union of those
         clients' samples to the audit store under that node id (once, before the round's
         attacks are submitted), so matching compares a reconstruction with all of them.

@@ -16,8 +16,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from server.wrapper import StrategyWrapper
-from simulator import record_keys as keys
+from fedleak.server.wrapper import StrategyWrapper
+from fedleak.simulator import record_keys as keys
 
 
 def content_key(msg: Message) -> int:

@@ -2,7 +2,7 @@
 
 Flower 1.41 implements SecAgg+ only in the legacy workflow API, so this path drives
 ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))`` with a ``LegacyContext`` and a
-legacy ``FedAvg`` wrapped by :class:`~server.secagg_strategy.CuriousSecAggStrategy`. The
+legacy ``FedAvg`` wrapped by :class:`~fedleak.server.secagg_strategy.CuriousSecAggStrategy`. The
 round config (hyperparameters, ``server-round``, the client setup, the array names legacy
 ``Parameters`` lack) reaches the clients through ``on_fit_config_fn``; central evaluation
 runs as the legacy ``evaluate_fn`` and writes the same ``training.jsonl`` rows.
@@ -32,12 +32,12 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
-from server.lifecycle import FederationRun, train_loss
-from server.secagg_strategy import CuriousSecAggStrategy
-from simulator import record_keys as keys
-from simulator.config import ExperimentConfig, FederationConfig, SecAggSettings
-from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
-from simulator.results import RunPaths
+from fedleak.server.lifecycle import FederationRun, train_loss
+from fedleak.server.secagg_strategy import CuriousSecAggStrategy
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.hyperparams import hyperparams_from_federation, hyperparams_to_config
+from fedleak.simulator.config.schema import ExperimentConfig, FederationConfig, SecAggSettings
+from fedleak.simulator.runtime.results import RunPaths
 
 
 def secagg_workflow(

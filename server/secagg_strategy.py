@@ -5,7 +5,7 @@ to a legacy strategy's ``aggregate_fit`` as the ``parameters`` of every ``FitRes
 client's own update never exists on the server; ``num_examples`` and fit metrics travel in
 the clear). Per-client attacks are therefore impossible; the curious wrapper attacks the one
 thing it has: the round's aggregate, submitted as a single intercepted update from node
-:data:`~simulator.record_keys.AGGREGATE_NODE_ID`.
+:data:`~fedleak.simulator.record_keys.AGGREGATE_NODE_ID`.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
-from attacks.types import TrainingHyperparams
-from server.capture import CapturedReply, CapturedRound
-from server.strategy import UpdateSink
-from simulator import record_keys as keys
-from simulator.hyperparams import hyperparams_from_config
+from fedleak.attacks.types import TrainingHyperparams
+from fedleak.server.capture import CapturedReply, CapturedRound
+from fedleak.server.strategy import UpdateSink
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.hyperparams import hyperparams_from_config
 
 
 def like_model(values: NDArrays, model: NDArrays) -> NDArrays:
@@ -60,7 +60,7 @@ class CuriousSecAggStrategy(Strategy):
         Legacy aggregation (``flwr.server.strategy.FedAvg``); its results are returned
         with the arrays cast back to the model's dtypes (SecAgg+ dequantises to float64).
     sink : UpdateSink
-        Receives one :class:`~server.capture.CapturedRound` per round, whose only reply is
+        Receives one :class:`~fedleak.server.capture.CapturedRound` per round, whose only reply is
         the aggregate (``num_examples`` = the round's total).
     auditor : AggregateAuditor
         Told which clients each aggregate sums, before the sink sees it.

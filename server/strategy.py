@@ -14,10 +14,10 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from attacks.types import TrainingHyperparams
-from server.capture import CapturedRound, capture_arrays, capture_reply
-from server.wrapper import StrategyWrapper
-from simulator.hyperparams import hyperparams_from_config
+from fedleak.attacks.types import TrainingHyperparams
+from fedleak.server.capture import CapturedRound, capture_arrays, capture_reply
+from fedleak.server.wrapper import StrategyWrapper
+from fedleak.simulator.config.hyperparams import hyperparams_from_config
 
 
 class UpdateSink(Protocol):
@@ -35,7 +35,7 @@ class CuriousStrategy(StrategyWrapper):
     inner : Strategy
         The real aggregation (e.g. ``FedAvg``); its results are returned unchanged.
     sink : UpdateSink
-        Receives a :class:`~server.capture.CapturedRound` per round.
+        Receives a :class:`~fedleak.server.capture.CapturedRound` per round.
     """
 
     role = "every train reply goes to the attack pool"

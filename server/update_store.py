@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attacks.types import InterceptedUpdate, TrainingHyperparams
+from fedleak.attacks.types import InterceptedUpdate, TrainingHyperparams
 
 
 def _save_npz(target: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -25,11 +25,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from server.wrapper import StrategyWrapper
-from simulator import exit_codes
-from simulator import record_keys as keys
-from simulator.errors import FedleakError
-from simulator.failures import failure_cause
+from fedleak.server.wrapper import StrategyWrapper
+from fedleak.simulator import exit_codes
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.errors import FedleakError
+from fedleak.simulator.runtime.failures import failure_cause
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """fedleak's experiment layer: config, models, data, metrics, runners, reports."""
 
-from simulator.torchvision_compat import ensure_torchvision_importable
+from fedleak.simulator.torchvision_compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()

@@ -41,8 +41,8 @@ def _parameters(fn: Callable[..., Any], skip: set[str]) -> list[str]:
 
 
 def _attacks() -> list[CatalogEntry]:
-    from attacks.base import AttackConfig
-    from attacks.registry import attack_class, available_attacks
+    from fedleak.attacks.base import AttackConfig
+    from fedleak.attacks.registry import attack_class, available_attacks
 
     common = {f.name for f in dataclasses.fields(AttackConfig)}  # attack.effort sets them
     entries = []
@@ -59,7 +59,7 @@ def _attacks() -> list[CatalogEntry]:
 
 def _input_needs(name: str) -> str:
     """Which inputs model ``name`` takes, found by building it on each kind."""
-    from simulator.models import ModelSpec, build_model
+    from fedleak.simulator.models.architectures import ModelSpec, build_model
 
     takes = []
     for kind, shape in (("images (C, H, W)", (1, 8, 8)), ("flat vectors (n,)", (64,))):
@@ -72,7 +72,7 @@ def _input_needs(name: str) -> str:
 
 
 def _models() -> list[CatalogEntry]:
-    from simulator.models import available_models, model_builder
+    from fedleak.simulator.models.architectures import available_models, model_builder
 
     return [
         CatalogEntry(name, _input_needs(name), _first_line(model_builder(name)))
@@ -81,7 +81,7 @@ def _models() -> list[CatalogEntry]:
 
 
 def _datasets() -> list[CatalogEntry]:
-    from simulator.datasets import available_datasets, dataset_loader
+    from fedleak.simulator.data.datasets import available_datasets, dataset_loader
 
     skip = {"data_dir", "seed", "test_fraction", "args"}
     entries = []
@@ -95,8 +95,8 @@ def _datasets() -> list[CatalogEntry]:
 
 def _defense_options() -> list[CatalogEntry]:
     """fedleak's own: the ``defense/`` config options, described by their first comment."""
-    from simulator.compose import config_dir
-    from simulator.config import DefenseConfig
+    from fedleak.simulator.config.compose import config_dir
+    from fedleak.simulator.config.schema import DefenseConfig
 
     typed = typing.get_type_hints(DefenseConfig)
     entries = []
@@ -116,7 +116,7 @@ def _defense_options() -> list[CatalogEntry]:
 
 
 def _defenses() -> list[CatalogEntry]:
-    from simulator.defenses import available_defenses, defense_factory
+    from fedleak.simulator.defenses import available_defenses, defense_factory
 
     plugins = [
         CatalogEntry(

@@ -12,20 +12,20 @@ from typing import Any
 
 import yaml
 
-from simulator import exit_codes
-from simulator.compose import load_experiment
-from simulator.config import ExperimentConfig
-from simulator.deploy import add_deploy_parser
-from simulator.errors import FedleakError, causes, fedleak_cause
-from simulator.failures import FAILURES_LOG, short_message
-from simulator.results import RunPaths
+from fedleak.simulator import exit_codes
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.deploy.commands import add_deploy_parser
+from fedleak.simulator.errors import FedleakError, causes, fedleak_cause
+from fedleak.simulator.runtime.failures import FAILURES_LOG, short_message
+from fedleak.simulator.runtime.results import RunPaths
 
 
 def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, RunPaths | None, int]:
     """The experiment of ``fedleak run`` (fresh or resumed)."""
-    from simulator.preflight import check_resume_dir
-    from simulator.resume import prepare_resume
-    from simulator.sweep import sweep_overrides
+    from fedleak.simulator.runtime.preflight import check_resume_dir
+    from fedleak.simulator.runtime.resume import prepare_resume
+    from fedleak.simulator.sweep.runner import sweep_overrides
 
     if args.resume is None:
         if sweeps := sweep_overrides(args.overrides):
@@ -49,10 +49,14 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str]:
 
     Returns the start-up warnings (printed here).
     """
-    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
-    from simulator.preflight import partition_sizes, preflight
-    from simulator.setting_warnings import DataFacts, startup_warnings
-    from simulator.trainability import check_model_trains
+    from fedleak.simulator.runtime.experiment_data import (
+        attack_names,
+        experiment_spec,
+        experiment_splits,
+    )
+    from fedleak.simulator.runtime.preflight import partition_sizes, preflight
+    from fedleak.simulator.runtime.setting_warnings import DataFacts, startup_warnings
+    from fedleak.simulator.runtime.trainability import check_model_trains
 
     preflight(cfg)  # paths first: a bad data_dir or weights file is named before any loading
     splits = experiment_splits(cfg)
@@ -66,8 +70,8 @@ def _check_before_start(cfg: ExperimentConfig) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from simulator.rundir import create_run_dir
-    from simulator.setting_warnings import write_warnings
+    from fedleak.simulator.runtime.rundir import create_run_dir
+    from fedleak.simulator.runtime.setting_warnings import write_warnings
 
     if args.multirun:
         if args.resume is not None:
@@ -79,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise FedleakError(
                 f"--jobs must be >= 1, got {args.jobs}", exit_code=exit_codes.CONFIG_ERROR
             )
-        from simulator.sweep import multirun
+        from fedleak.simulator.sweep.runner import multirun
 
         return multirun(
             args.overrides, verbose=args.verbose, jobs=args.jobs, ray_address=args.ray_address
@@ -106,7 +110,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _simulate(cfg: ExperimentConfig, paths: RunPaths, verbose: bool, start_round: int) -> None:
     """Run the simulation; a failure is logged in full and raised as a :class:`FedleakError`
     whose exit code is that of the first FedleakError among its causes (else ``RUN_FAILED``)."""
-    from simulator.simulation import run_in_simulation
+    from fedleak.simulator.runtime.simulation import run_in_simulation
 
     try:
         run_in_simulation(cfg, paths, verbose=verbose, start_round=start_round)
@@ -129,8 +133,8 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from simulator.report import build_report
-    from simulator.results import RunPaths
+    from fedleak.simulator.report.build import build_report
+    from fedleak.simulator.runtime.results import RunPaths
 
     paths = RunPaths(Path(args.run_dir))
     if not paths.leakage_jsonl.is_file() and not paths.config.is_file():
@@ -143,7 +147,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep_report(args: argparse.Namespace) -> int:
-    from simulator.sweep_summary import build_sweep_report
+    from fedleak.simulator.sweep.summary import build_sweep_report
 
     sweep_dir = Path(args.sweep_dir)
     if not any(sweep_dir.glob("job-*/job.json")):
@@ -161,7 +165,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from simulator.catalog import catalog, format_catalog
+    from fedleak.simulator.catalog import catalog, format_catalog
 
     print(format_catalog(catalog(args.kind)))
     return exit_codes.OK
@@ -182,7 +186,7 @@ def version_line() -> str:
 
 
 def _add_list_parser(sub: Any) -> None:
-    from simulator.catalog import CATALOGS
+    from fedleak.simulator.catalog import CATALOGS
 
     listing = sub.add_parser(
         "list", help="list the attacks, models, data sets or defenses, with what each needs"

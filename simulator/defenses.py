@@ -1,7 +1,7 @@
 """Name table of update defenses that come from outside fedleak (one rule, no if/elif).
 
 fedleak's own defenses (``dp``, ``prune``, ``quantize``, ``secagg`` and the training recipes
-``mse_loss``, ``equal_labels``) are typed settings of :class:`simulator.config.DefenseConfig`.
+``mse_loss``, ``equal_labels``) are typed settings of :class:`fedleak.simulator.config.schema.DefenseConfig`.
 Others are registered here, by :func:`register_defense` or by an installed package's entry
 point in the group ``fedleak.defenses``, and switched on per run with their settings:
 ``+defense.extra.NAME.SETTING=VALUE`` (or ``'+defense.extra.NAME={}'`` for the defaults).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks.name_table import Registry
+from fedleak.attacks.name_table import Registry
 
 __all__ = [
     "DefenseFactory",

@@ -3,7 +3,7 @@
 Every error a user can act on derives from :class:`FedleakError` (keeping, through a second
 base, the built-in kind callers already catch, e.g. ``ValueError``). The CLI has one handler:
 it prints ``fedleak: error: <message>`` (and the hint on the next line) and exits with the
-error's :attr:`~FedleakError.exit_code` (:mod:`simulator.exit_codes`).
+error's :attr:`~FedleakError.exit_code` (:mod:`fedleak.simulator.exit_codes`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from simulator import exit_codes
+from fedleak.simulator import exit_codes
 
 __all__ = ["FedleakError", "causes", "fedleak_cause"]
 

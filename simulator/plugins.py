@@ -1,8 +1,8 @@
 """Your own models, data sets and defenses: by import path, or from installed packages.
 
-Two conventions of the Python ecosystem, used by the registries of :mod:`simulator.models`,
-:mod:`simulator.datasets` and :mod:`simulator.defenses` (and, on its own because it imports
-nothing of ours, :mod:`attacks.registry`):
+Two conventions of the Python ecosystem, used by the registries of :mod:`fedleak.simulator.models.architectures`,
+:mod:`fedleak.simulator.data.datasets` and :mod:`fedleak.simulator.defenses` (and, on its own because it imports
+nothing of ours, :mod:`fedleak.attacks.registry`):
 
 - **import paths** (Hydra's ``_target_``): ``my_pkg.nets.MyNet`` or ``my_pkg.nets:MyNet``
   names an object that is imported where it is needed, in every process;
@@ -14,7 +14,7 @@ nothing of ours, :mod:`attacks.registry`):
      my_net = "my_pkg.nets:MyNet"
 
   and the registry of that group lists ``my_net`` beside fedleak's own entries. Discovery
-  (:class:`attacks.name_table.Registry`) runs lazily, once per process, on the registry's
+  (:class:`fedleak.attacks.name_table.Registry`) runs lazily, once per process, on the registry's
   first lookup, so it happens in Ray workers and Flower's app processes as well as in the
   ``fedleak`` command.
 """
@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from attacks.name_table import Registry
+from fedleak.attacks.name_table import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
@@ -39,7 +39,7 @@ __all__ = [
 T = TypeVar("T")
 
 ENTRY_POINT_GROUPS = ("fedleak.attacks", "fedleak.models", "fedleak.datasets", "fedleak.defenses")
-"""The entry-point groups fedleak reads (attacks are read by :mod:`attacks.registry`)."""
+"""The entry-point groups fedleak reads (attacks are read by :mod:`fedleak.attacks.registry`)."""
 
 
 def is_import_path(name: str) -> bool:

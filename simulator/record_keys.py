@@ -19,7 +19,7 @@ LOCAL_EPOCHS = "local-epochs"
 LOCAL_STEPS = "local-steps"
 LOSS = "loss"
 CLIENT_SETUP = "fedleak-client-setup"
-"""JSON of :class:`simulator.client_setup.ClientSetup`: data set, model, seed, audit store."""
+"""JSON of :class:`fedleak.simulator.config.client_setup.ClientSetup`: data set, model, seed, audit store."""
 ARRAY_NAMES = "fedleak-array-names"
 """JSON list of the model's state-dict names in order (secure aggregation only): Flower's
 legacy ``Parameters``, which SecAgg+ uses, carry the arrays without their names."""
@@ -46,8 +46,8 @@ ENV_RUN_DIR = "FEDLEAK_RUN_DIR"
 ENV_START_ROUND = "FEDLEAK_START_ROUND"
 
 # --- Flower components (pyproject's [tool.flwr.app.components]) ---
-SERVER_APP = "server.app:app"
-CLIENT_APP = "clients.app:app"
+SERVER_APP = "fedleak.server.app:app"
+CLIENT_APP = "fedleak.clients.app:app"
 
 # --- Ray custom resource reserved for attack workers in simulation ---
 ATTACK_WORKER_SLOT = "fedleak_attack_worker"

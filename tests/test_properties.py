@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from clients.app import app as client_app
-from server.validation import validate_replies
-from simulator.metrics import PSNR_CAP_DB, compute_leakage, match_samples, mse, psnr
+from fedleak.clients.app import app as client_app
+from fedleak.server.validation import validate_replies
+from fedleak.simulator.metrics.leakage import PSNR_CAP_DB, compute_leakage, match_samples, mse, psnr
 from tests.flower_harness import LocalGrid
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)

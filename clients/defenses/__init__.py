@@ -1,12 +1,12 @@
 """fedleak's own client-side update defenses: one registered class per file.
 
 Importing the package registers them (:data:`CLIENT_DEFENSES`); defenses from other packages
-are transforms registered in :mod:`simulator.defenses` and applied by the same
-:func:`~clients.defenses.base.update_mod`.
+are transforms registered in :mod:`fedleak.simulator.defenses` and applied by the same
+:func:`~fedleak.clients.defenses.base.update_mod`.
 """
 
-from clients.defenses import dp, prune, quantize
-from clients.defenses.base import (
+from fedleak.clients.defenses import dp, prune, quantize
+from fedleak.clients.defenses.base import (
     CLIENT_DEFENSES,
     ClientDefense,
     DeltaTransform,

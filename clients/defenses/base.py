@@ -1,9 +1,9 @@
 """The client-side defense type, its registry, and the mod that applies a transform.
 
 A defense is a :class:`ClientDefense` subclass in a file of its own, registered under the
-name of its settings in :class:`simulator.config.DefenseConfig` (``prune``, ``dp``,
-``quantize``); :func:`clients.defense_mods.defense_chain` builds the enabled ones, in the
-order of :data:`simulator.config.UPDATE_DEFENSES`.
+name of its settings in :class:`fedleak.simulator.config.schema.DefenseConfig` (``prune``, ``dp``,
+``quantize``); :func:`fedleak.clients.defense_mods.defense_chain` builds the enabled ones, in the
+order of :data:`fedleak.simulator.config.schema.UPDATE_DEFENSES`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from attacks.name_table import Registry
-from clients.seeding import client_stream
-from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
-from simulator.config import DefenseConfig
+from fedleak.attacks.name_table import Registry
+from fedleak.clients.seeding import client_stream
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.schema import DefenseConfig
 
 DeltaTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """``transform(delta, rng) -> delta`` on one tensor of the update."""

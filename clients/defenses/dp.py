@@ -6,11 +6,11 @@ from flwr.app import Context, Message
 from flwr.clientapp.mod import LocalDpMod
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from clients.defenses.base import ClientDefense, defense_rng, register_client_defense
-from clients.seeding import numpy_global_seed
-from clients.update_defenses import dp_noise_epsilon
-from simulator.client_setup import ClientSetup
-from simulator.config import DefenseConfig
+from fedleak.clients.defenses.base import ClientDefense, defense_rng, register_client_defense
+from fedleak.clients.seeding import numpy_global_seed
+from fedleak.clients.update_defenses import dp_noise_epsilon
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.schema import DefenseConfig
 
 
 @register_client_defense

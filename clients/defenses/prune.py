@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flwr.clientapp.typing import Mod
 
-from clients.defenses.base import ClientDefense, register_client_defense, update_mod
-from clients.update_defenses import prune_smallest
-from simulator.client_setup import ClientSetup
-from simulator.config import DefenseConfig
+from fedleak.clients.defenses.base import ClientDefense, register_client_defense, update_mod
+from fedleak.clients.update_defenses import prune_smallest
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.schema import DefenseConfig
 
 
 @register_client_defense

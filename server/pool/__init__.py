@@ -1,9 +1,14 @@
 """The attack pool: backends ``ray`` (actors, GPU-aware) and ``inprocess`` (threads)."""
 
-from server.pool.base import AttackPool, available_pool_backends, create_pool, register_pool_backend
-from server.pool.inprocess import InProcessAttackPool
-from server.pool.jobs import AttackJob, AttackResult, job_seed
-from server.pool.ray_pool import RayAttackPool
+from fedleak.server.pool.base import (
+    AttackPool,
+    available_pool_backends,
+    create_pool,
+    register_pool_backend,
+)
+from fedleak.server.pool.inprocess import InProcessAttackPool
+from fedleak.server.pool.jobs import AttackJob, AttackResult, job_seed
+from fedleak.server.pool.ray_pool import RayAttackPool
 
 __all__ = [
     "AttackJob",

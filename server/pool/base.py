@@ -5,11 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from attacks.types import AttackFailure, Status
-from server.pool.jobs import AttackJob, AttackResult
-from simulator.choices import POOL_BACKENDS
-from simulator.config import PoolConfig
-from simulator.plugins import import_object
+from fedleak.attacks.types import AttackFailure, Status
+from fedleak.server.pool.jobs import AttackJob, AttackResult
+from fedleak.simulator.config.choices import POOL_BACKENDS
+from fedleak.simulator.config.schema import PoolConfig
+from fedleak.simulator.plugins import import_object
 
 
 class AttackPool(ABC):
@@ -64,7 +64,7 @@ PoolFactory = Callable[[PoolConfig], AttackPool]
 def register_pool_backend(name: str, factory: PoolFactory | str) -> None:
     """Register a backend (its factory, or the factory's import path); a name is registered once.
 
-    The table is :data:`simulator.choices.POOL_BACKENDS`, which ``pool.backend`` is checked
+    The table is :data:`fedleak.simulator.config.choices.POOL_BACKENDS`, which ``pool.backend`` is checked
     against.
     """
     POOL_BACKENDS.register(name, factory)

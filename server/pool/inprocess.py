@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 
-from server.pool.base import AttackPool, timed_out
-from server.pool.jobs import AttackJob, AttackResult
-from server.pool.worker import run_attack_job
-from simulator.config import PoolConfig
+from fedleak.server.pool.base import AttackPool, timed_out
+from fedleak.server.pool.jobs import AttackJob, AttackResult
+from fedleak.server.pool.worker import run_attack_job
+from fedleak.simulator.config.schema import PoolConfig
 
 
 class InProcessAttackPool(AttackPool):

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from attacks.types import AttackOutcome, InterceptedUpdate
-from simulator.models import ModelSpec
+from fedleak.attacks.types import AttackOutcome, InterceptedUpdate
+from fedleak.simulator.models.architectures import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from attacks.types import AttackFailure, Status
-from server.pool.base import AttackPool, timed_out
-from server.pool.jobs import AttackJob, AttackResult
-from simulator.config import PoolConfig
-from simulator.record_keys import ATTACK_WORKER_SLOT
+from fedleak.attacks.types import AttackFailure, Status
+from fedleak.server.pool.base import AttackPool, timed_out
+from fedleak.server.pool.jobs import AttackJob, AttackResult
+from fedleak.simulator.config.schema import PoolConfig
+from fedleak.simulator.record_keys import ATTACK_WORKER_SLOT
 
 
 class AttackWorker:
@@ -26,7 +26,7 @@ class AttackWorker:
     def __init__(self, num_threads: int) -> None:
         import torch
 
-        import simulator  # noqa: F401  (torchvision shim in this process)
+        from fedleak import simulator  # noqa: F401  (torchvision shim in this process)
 
         torch.set_num_threads(max(1, num_threads))
 
@@ -35,7 +35,7 @@ class AttackWorker:
         return os.getpid()
 
     def run(self, job: AttackJob) -> AttackResult:
-        from server.pool.worker import run_attack_job
+        from fedleak.server.pool.worker import run_attack_job
 
         return run_attack_job(job)
 

@@ -7,10 +7,10 @@ import socket
 
 import torch
 
-from attacks import create_attack, execute_attack
-from attacks.types import AttackFailure, Status
-from server.pool.jobs import AttackJob, AttackResult
-from simulator.models import build_model
+from fedleak.attacks import create_attack, execute_attack
+from fedleak.attacks.types import AttackFailure, Status
+from fedleak.server.pool.jobs import AttackJob, AttackResult
+from fedleak.simulator.models.architectures import build_model
 
 
 def resolve_device(preference: str) -> torch.device:

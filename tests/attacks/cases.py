@@ -12,9 +12,9 @@ import torch
 from skimage import data, transform
 from torch import nn
 
-from attacks import InterceptedUpdate, TrainingHyperparams
-from attacks.losses import model_gradient
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks import InterceptedUpdate, TrainingHyperparams
+from fedleak.attacks.losses import model_gradient
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 CPU = torch.device("cpu")
 NUM_CLASSES = 10

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import (
+from fedleak.attacks import (
     AnalyticAttack,
     AnalyticConfig,
     AttackFailure,
@@ -19,14 +19,14 @@ from attacks import (
     create_attack,
     execute_attack,
 )
-from attacks.analytic import (
+from fedleak.attacks.analytic import (
     NoActiveNeuronError,
     first_linear_with_bias,
     invert_linear_input,
     recover_linear_input,
 )
-from attacks.losses import model_gradient
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks.losses import model_gradient
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 CPU = torch.device("cpu")
 INPUT_SHAPE = (1, 8, 8)

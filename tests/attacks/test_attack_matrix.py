@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-import attacks
-from attacks import InterceptedUpdate, TrainingHyperparams, create_attack, execute_attack
-from attacks.types import AttackFailure, Reconstruction
-from clients.training import train_locally
-from simulator.models import ModelSpec, available_models, build_model
+from fedleak import attacks
+from fedleak.attacks import InterceptedUpdate, TrainingHyperparams, create_attack, execute_attack
+from fedleak.attacks.types import AttackFailure, Reconstruction
+from fedleak.clients.training import train_locally
+from fedleak.simulator.models.architectures import ModelSpec, available_models, build_model
 
 SHAPE = (3, 16, 16)
 NUM_CLASSES = 4

@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import InterceptedUpdate, TrainingHyperparams, create_attack, execute_attack
-from attacks.batchnorm import (
+from fedleak.attacks import InterceptedUpdate, TrainingHyperparams, create_attack, execute_attack
+from fedleak.attacks.batchnorm import (
     BatchStatisticsPrior,
     StatisticsUnavailableError,
     batchnorm_layers,
     recover_batch_statistics,
 )
-from attacks.types import Reconstruction
-from clients.training import train_locally
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks.types import Reconstruction
+from fedleak.clients.training import train_locally
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 SHAPE = (3, 16, 16)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import (
+from fedleak.attacks import (
     AttackFailure,
     DirectBatchAttack,
     DirectBatchConfig,
@@ -17,10 +17,10 @@ from attacks import (
     create_attack,
     execute_attack,
 )
-from attacks.direct_batch import dense_chain, invert_dense_batch
-from attacks.label_restoration import infer_labels
-from attacks.losses import observed_gradient
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks.direct_batch import dense_chain, invert_dense_batch
+from fedleak.attacks.label_restoration import infer_labels
+from fedleak.attacks.losses import observed_gradient
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import CPU, NUM_CLASSES, sgd_update
 
 UNIQUE = [0, 3, 5, 9]

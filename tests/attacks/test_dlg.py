@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import (
+from fedleak.attacks import (
     AttackFailure,
     DLGAttack,
     DLGConfig,
@@ -18,7 +18,7 @@ from attacks import (
     create_attack,
     execute_attack,
 )
-from attacks.dlg import l2_matching_loss, match_gradients_lbfgs
+from fedleak.attacks.dlg import l2_matching_loss, match_gradients_lbfgs
 from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole module
     CPU,
     NUM_CLASSES,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import (
+from fedleak.attacks import (
     AttackFailure,
     IDLGAttack,
     IDLGConfig,
@@ -16,7 +16,7 @@ from attacks import (
     create_attack,
     execute_attack,
 )
-from simulator.models import ModelSpec, build_model
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole module
     CPU,
     NUM_CLASSES,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import Reconstruction, create_attack, execute_attack
-from attacks.input_labels import labels_from_inputs
-from attacks.losses import model_gradient
-from simulator.metrics import compute_leakage
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks import Reconstruction, create_attack, execute_attack
+from fedleak.attacks.input_labels import labels_from_inputs
+from fedleak.attacks.losses import model_gradient
+from fedleak.simulator.metrics.leakage import compute_leakage
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import CPU, NUM_CLASSES, one_thread, sgd_update  # noqa: F401
 from tests.attacks.test_spear import digits
 

@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from attacks import (
+from fedleak.attacks import (
     AttackFailure,
     InterceptedUpdate,
     InvertingGradientsAttack,
@@ -25,15 +25,15 @@ from attacks import (
     create_attack,
     execute_attack,
 )
-from attacks.fedavg import LocalSchedule, local_schedule, simulated_update
-from attacks.inverting_gradients import (
+from fedleak.attacks.fedavg import LocalSchedule, local_schedule, simulated_update
+from fedleak.attacks.inverting_gradients import (
     CosineTarget,
     MatchingProblem,
     cosine_matching_loss,
     label_orders,
     total_variation,
 )
-from attacks.losses import model_gradient, observed_gradient, training_loss
+from fedleak.attacks.losses import model_gradient, observed_gradient, training_loss
 from tests.attacks.cases import NUM_CLASSES, sgd_update
 
 CPU = torch.device("cpu")

@@ -12,16 +12,16 @@ from skimage import data, transform
 from sklearn.datasets import load_digits
 from torch import nn
 
-from attacks.label_restoration import (
+from fedleak.attacks.label_restoration import (
     LogitLayer,
     infer_labels,
     restore_label_counts,
     restore_labels,
 )
-from attacks.labels import find_last_layer, idlg_label, infer_label_counts
-from attacks.losses import model_gradient, training_loss
-from attacks.types import InterceptedUpdate, TrainingHyperparams
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks.labels import find_last_layer, idlg_label, infer_label_counts
+from fedleak.attacks.losses import model_gradient, training_loss
+from fedleak.attacks.types import InterceptedUpdate, TrainingHyperparams
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 NUM_CLASSES = 10
 

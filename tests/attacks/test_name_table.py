@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attacks.name_table import Registry
+from fedleak.attacks.name_table import Registry
 
 
 def test_a_name_is_registered_once() -> None:
@@ -34,13 +34,13 @@ def test_a_copy_is_independent() -> None:
 
 
 def test_every_table_of_fedleak_is_a_registry() -> None:
-    from attacks.registry import ATTACKS
-    from clients.defenses import CLIENT_DEFENSES
-    from simulator.choices import POOL_BACKENDS
-    from simulator.config import UPDATE_DEFENSES
-    from simulator.datasets import DATASETS
-    from simulator.defenses import DEFENSES
-    from simulator.models import MODELS
+    from fedleak.attacks.registry import ATTACKS
+    from fedleak.clients.defenses import CLIENT_DEFENSES
+    from fedleak.simulator.config.choices import POOL_BACKENDS
+    from fedleak.simulator.config.schema import UPDATE_DEFENSES
+    from fedleak.simulator.data.datasets import DATASETS
+    from fedleak.simulator.defenses import DEFENSES
+    from fedleak.simulator.models.architectures import MODELS
 
     tables = (ATTACKS, MODELS, DATASETS, POOL_BACKENDS, DEFENSES, CLIENT_DEFENSES)
     assert all(isinstance(t, Registry) for t in tables)
@@ -48,5 +48,5 @@ def test_every_table_of_fedleak_is_a_registry() -> None:
     assert set(CLIENT_DEFENSES.names()) == set(UPDATE_DEFENSES) - {"secagg"}
     assert all(CLIENT_DEFENSES.get(n).name == n for n in CLIENT_DEFENSES.names())
     # each attack's name is written once: the class's name is its registry name
-    own = [n for n in ATTACKS.names() if ATTACKS.get(n).__module__.startswith("attacks.")]
+    own = [n for n in ATTACKS.names() if ATTACKS.get(n).__module__.startswith("fedleak.attacks.")]
     assert own and all(ATTACKS.get(n).name == n for n in own)

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-import attacks
-from attacks import (
+from fedleak import attacks
+from fedleak.attacks import (
     AnalyticAttack,
     Attack,
     AttackFailure,
@@ -27,9 +27,9 @@ from attacks import (
     execute_attack,
     register_attack,
 )
-from attacks import registry as registry_module
-from attacks.losses import model_gradient
-from attacks.types import InputDomain
+from fedleak.attacks import registry as registry_module
+from fedleak.attacks.losses import model_gradient
+from fedleak.attacks.types import InputDomain
 
 CPU = torch.device("cpu")
 
@@ -114,7 +114,7 @@ def _builtin_attacks() -> list[str]:
     return [
         n
         for n in available_attacks()
-        if registry_module.attack_class(n).__module__.startswith("attacks.")
+        if registry_module.attack_class(n).__module__.startswith("fedleak.attacks.")
     ]
 
 
@@ -147,7 +147,7 @@ def test_attacks_package_imports_only_torch_numpy_scipy_stdlib() -> None:
 
 
 def test_effort_scales_an_optimisation_budget_and_is_validated() -> None:
-    from attacks.dlg import DLGConfig
+    from fedleak.attacks.dlg import DLGConfig
 
     assert [DLGConfig(iterations=8, effort=e).scaled_count(8) for e in ("fast", "default")] == [
         2,
@@ -186,7 +186,7 @@ def test_dlg_runs_the_iterations_its_effort_gives(effort: str) -> None:
 
 
 def test_fallback_joins_only_when_no_attack_fits_the_architecture() -> None:
-    from attacks.registry import resolve_attack_names
+    from fedleak.attacks.registry import resolve_attack_names
 
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
     dense = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))

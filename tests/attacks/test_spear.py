@@ -12,13 +12,13 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.datasets import load_digits
 from torch import nn
 
-from attacks import AttackFailure, Reconstruction, TrainingHyperparams, execute_attack
-from attacks.base import config_from_mapping
-from attacks.losses import model_gradient
-from attacks.spear import SpearAttack, SpearConfig, following_linear, relu_input_layer
-from attacks.spear_solve import BatchCheck, check_batch, factorise
-from attacks.spear_state import DualData
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks import AttackFailure, Reconstruction, TrainingHyperparams, execute_attack
+from fedleak.attacks.base import config_from_mapping
+from fedleak.attacks.losses import model_gradient
+from fedleak.attacks.spear import SpearAttack, SpearConfig, following_linear, relu_input_layer
+from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
+from fedleak.attacks.spear_state import DualData
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole module
     CPU,
     NUM_CLASSES,

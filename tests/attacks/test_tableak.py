@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from attacks import InputDomain, TabLeakConfig, create_attack, execute_attack
-from attacks.input_priors import initial_inputs, input_prior, project_, total_variation_1d
-from attacks.tableak import align_to, pool_ensemble, relaxed_rows
-from attacks.types import AttackFailure, Reconstruction
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks import InputDomain, TabLeakConfig, create_attack, execute_attack
+from fedleak.attacks.input_priors import initial_inputs, input_prior, project_, total_variation_1d
+from fedleak.attacks.tableak import align_to, pool_ensemble, relaxed_rows
+from fedleak.attacks.types import AttackFailure, Reconstruction
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import one_thread, sgd_update  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -105,7 +105,7 @@ def test_priors_follow_the_modality() -> None:
 
 
 def test_dlg_smoothness_prior_follows_the_modality() -> None:
-    from attacks.dlg import gradient_matching_objective
+    from fedleak.attacks.dlg import gradient_matching_objective
 
     model = build_model(ModelSpec("mlp", (12,), 10), seed=0)
     x = torch.rand(1, 12)

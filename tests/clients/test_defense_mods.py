@@ -1,6 +1,6 @@
 """The ClientApp applies the run's defenses to the update it sends, and only to that.
 
-Each test sends one real train message through ``clients.app:app`` (with its mods) and
+Each test sends one real train message through ``fedleak.clients.app:app`` (with its mods) and
 compares the reply's update with the undefended update of the same seeded batch.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Message, RecordDict
 
-from clients.app import app
-from simulator import record_keys as keys
-from simulator.config import (
+from fedleak.clients.app import app
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.schema import (
     DefenseConfig,
     DpSettings,
     ExperimentConfig,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.losses import training_loss
-from attacks.types import TrainingHyperparams
-from clients.training import batch_schedule, train_locally
+from fedleak.attacks.losses import training_loss
+from fedleak.attacks.types import TrainingHyperparams
+from fedleak.clients.training import batch_schedule, train_locally
 
 
 def _data(n: int = 20) -> tuple[np.ndarray, np.ndarray]:

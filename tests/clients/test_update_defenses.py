@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clients.update_defenses import dp_noise_epsilon, prune_smallest, quantize_stochastic
+from fedleak.clients.update_defenses import dp_noise_epsilon, prune_smallest, quantize_stochastic
 
 
 def test_prune_zeroes_exactly_the_smallest_fraction_and_keeps_the_rest() -> None:

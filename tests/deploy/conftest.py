@@ -38,7 +38,7 @@ def fedleak(
 ) -> subprocess.CompletedProcess[str]:
     """``fedleak ARGS`` in a subprocess (captured)."""
     return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *args],
+        [sys.executable, "-m", "fedleak.simulator.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.deploy_compose import Stack
-from simulator.deploy_flower import online_nodes
+from fedleak.simulator.deploy.compose_stack import Stack
+from fedleak.simulator.deploy.flower import online_nodes
 from tests.deploy.conftest import EXPERIMENT, TIMINGS, fedleak
 from tests.deploy.schema import assert_same_schema, row_keys
 

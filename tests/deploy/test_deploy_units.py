@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.deploy import deployment_overrides
-from simulator.deploy_compose import NODES_FILE, Stack
-from simulator.deploy_flower import write_connection
+from fedleak.simulator.deploy.commands import deployment_overrides
+from fedleak.simulator.deploy.compose_stack import NODES_FILE, Stack
+from fedleak.simulator.deploy.flower import write_connection
 from tests.deploy.conftest import REPO, fedleak
 
 pytestmark = pytest.mark.deploy

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator import deploy_flower as fl
-from simulator.compose import load_experiment
-from simulator.record_keys import ATTACK_WORKER_SLOT
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.deploy import flower as fl
+from fedleak.simulator.record_keys import ATTACK_WORKER_SLOT
 from tests.deploy.conftest import EXPERIMENT, REPO
 from tests.deploy.schema import assert_same_schema, row_keys
 

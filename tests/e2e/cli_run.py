@@ -17,7 +17,7 @@ def run_fedleak(
     ``config.yaml`` (the directory is named by the run's settings).
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", f"output_dir={out}", *overrides],
+        [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={out}", *overrides],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.results import read_jsonl_rows, read_leakage
+from fedleak.simulator.runtime.results import read_jsonl_rows, read_leakage
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, fl
     out = tmp_path_factory.mktemp("runs")
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", f"output_dir={out}"],
+        [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={out}"],
         capture_output=True,
         text=True,
         timeout=600,

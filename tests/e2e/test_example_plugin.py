@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.results import read_leakage
+from fedleak.simulator.runtime.results import read_leakage
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _fedleak(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *args],
+        [sys.executable, "-m", "fedleak.simulator.cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -77,7 +77,7 @@ def test_plugin_attack_model_data_and_defense_in_a_ray_federation(
     plugin_env: dict[str, str], tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "run", f"output_dir={tmp_path}", *OVERRIDES],
+        [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={tmp_path}", *OVERRIDES],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.results import read_leakage
+from fedleak.simulator.runtime.results import read_leakage
 from tests.e2e.cli_run import run_fedleak
 
 pytestmark = pytest.mark.slow

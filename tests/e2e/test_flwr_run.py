@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.compose import load_experiment
-from simulator.results import read_leakage
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.runtime.results import read_leakage
 from tests.e2e.flower_local import REPO, LocalFlower
 
 pytestmark = pytest.mark.slow

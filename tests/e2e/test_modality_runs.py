@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.data_domain import DataDomain
-from simulator.results import read_leakage
+from fedleak.simulator.data.domain import DataDomain
+from fedleak.simulator.runtime.results import read_leakage
 from tests.e2e.cli_run import run_fedleak
 
 pytestmark = pytest.mark.slow

@@ -89,7 +89,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``report.html`` of a small real run (2 rounds, 2 clients)."""
     out = tmp_path_factory.mktemp("runs")
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", f"output_dir={out}", *SMALL_RUN],
+        [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={out}", *SMALL_RUN],
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from simulator.checkpoint import load_checkpoint
-from simulator.results import LeakageRecord, read_leakage
+from fedleak.simulator.runtime.checkpoint import load_checkpoint
+from fedleak.simulator.runtime.results import LeakageRecord, read_leakage
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ VOLATILE = {"node_id", "attack_time_s", "worker"}  # Flower's random ids, timing
 def _fedleak(*args: str, **popen: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", *args],
+        [sys.executable, "-m", "fedleak.simulator.cli", *args],
         env=env,
         text=True,
         stdout=subprocess.PIPE,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator import record_keys as keys
-from simulator.results import read_leakage
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.runtime.results import read_leakage
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_secagg_run_records_attacks_on_the_aggregate_only(tmp_path: Path) -> Non
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "fedleak.simulator.cli",
             "run",
             "defense=secagg",
             f"federation.rounds={ROUNDS}",

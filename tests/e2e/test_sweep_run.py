@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli import main
-from simulator.sweep_summary import SUMMARY_PNG, SUMMARY_TXT, SWEEP_CSV
+from fedleak.simulator.cli import main
+from fedleak.simulator.sweep.summary import SUMMARY_PNG, SUMMARY_TXT, SWEEP_CSV
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
     ]
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", "2", *overrides],
+        [sys.executable, "-m", "fedleak.simulator.cli", "run", "-m", "--jobs", "2", *overrides],
         capture_output=True,
         text=True,
         timeout=900,
@@ -149,7 +149,7 @@ def test_multirun_submits_its_jobs_to_a_ray_cluster(ray_head: str, tmp_path: Pat
         "attack=analytic",
         "pool=inprocess",
     ]
-    command = [sys.executable, "-m", "simulator.cli", "run", "-m", "--jobs", "2"]
+    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", "-m", "--jobs", "2"]
     proc = subprocess.run(
         [*command, "--ray-address", ray_head, *overrides],
         capture_output=True,

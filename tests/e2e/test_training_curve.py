@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from simulator import exit_codes
-from simulator.compose import load_experiment
-from simulator.experiment_data import cached_splits, initial_model, model_spec_for
-from simulator.results import read_jsonl_rows, read_leakage
+from fedleak.simulator import exit_codes
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.runtime.experiment_data import cached_splits, initial_model, model_spec_for
+from fedleak.simulator.runtime.results import read_jsonl_rows, read_leakage
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_training_curve_from_a_trained_model(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "fedleak.simulator.cli",
             "run",
             "+experiment=training_curve",
             f"model.weights={weights}",
@@ -107,7 +107,7 @@ def test_erroneous_weights_stop_the_preset_before_the_run_with_their_exit_code(
         [
             sys.executable,
             "-c",
-            "import sys; sys.argv[0] = 'fedleak'; from simulator.cli import console_main; "
+            "import sys; sys.argv[0] = 'fedleak'; from fedleak.simulator.cli import console_main; "
             "console_main()",
             "run",
             "+experiment=training_curve",

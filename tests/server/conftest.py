@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
-from simulator import record_keys as keys
-from simulator.client_setup import ClientSetup
-from simulator.config import ExperimentConfig, FederationConfig, PoolConfig
-from simulator.experiment_data import cached_splits, initial_model, model_spec_for
-from simulator.hyperparams import hyperparams_from_federation, hyperparams_to_config
-from simulator.models import ModelSpec
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.client_setup import ClientSetup
+from fedleak.simulator.config.hyperparams import hyperparams_from_federation, hyperparams_to_config
+from fedleak.simulator.config.schema import ExperimentConfig, FederationConfig, PoolConfig
+from fedleak.simulator.models.architectures import ModelSpec
+from fedleak.simulator.runtime.experiment_data import cached_splits, initial_model, model_spec_for
 
 
 @pytest.fixture

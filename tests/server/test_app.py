@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from flwr.app import Context, RecordDict
 
-from server.app import prepare, resolve_config, run_config_overrides
-from server.flower_runtime import adapt_to_federation, flower_starts_ray, wait_for_ray
-from simulator import exit_codes
-from simulator import record_keys as keys
-from simulator.compose import load_experiment
-from simulator.config import ConfigError
-from simulator.preflight import PreflightError
+from fedleak.server.app import prepare, resolve_config, run_config_overrides
+from fedleak.server.flower_runtime import adapt_to_federation, flower_starts_ray, wait_for_ray
+from fedleak.simulator import exit_codes
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ConfigError
+from fedleak.simulator.runtime.preflight import PreflightError
 from tests.flower_harness import LocalGrid
 
 

@@ -10,17 +10,17 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
-from attacks.losses import training_loss
-from clients.app import app as client_app
-from server.capture import CapturedRound
-from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
-from server.strategy import CuriousStrategy
-from simulator.audit import AuditStore
-from simulator.config import ExperimentConfig
-from simulator.models import build_model
-from simulator.results import RunPaths, read_leakage
+from fedleak.attacks.losses import training_loss
+from fedleak.clients.app import app as client_app
+from fedleak.server.capture import CapturedRound
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.pool import create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.strategy import CuriousStrategy
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.models.architectures import build_model
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 from tests.flower_harness import LocalGrid
 from tests.server.conftest import initial_arrays, model_spec, train_config
 
@@ -93,7 +93,7 @@ def test_fedsgd_pseudo_gradient_equals_autograd_on_audited_batch(
         num_rounds=2,
         train_config=train_config(cfg, audit_dir),
     )
-    from server.capture import decode, to_update
+    from fedleak.server.capture import decode, to_update
 
     spec = model_spec(cfg)
     checked = 0

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from attacks.types import AttackFailure, InterceptedUpdate, TrainingHyperparams
-from server.pipeline import AttackPipeline, AttackPlan, DrainProgress
-from server.pool import AttackJob, AttackPool, AttackResult
-from server.recorder import LeakageRecorder
-from simulator.models import ModelSpec
-from simulator.results import RunPaths, read_leakage
+from fedleak.attacks.types import AttackFailure, InterceptedUpdate, TrainingHyperparams
+from fedleak.server.pipeline import AttackPipeline, AttackPlan, DrainProgress
+from fedleak.server.pool import AttackJob, AttackPool, AttackResult
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.simulator.models.architectures import ModelSpec
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 
 
 class SlowPool(AttackPool):

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from flwr.serverapp.strategy import FedAvg
 
-from attacks import Attack, register_attack
-from attacks.registry import available_attacks
-from attacks.types import Reconstruction
-from clients.app import app as client_app
-from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
-from server.strategy import CuriousStrategy
-from simulator.audit import AuditStore
-from simulator.config import ExperimentConfig, PoolConfig
-from simulator.results import RunPaths, read_leakage
+from fedleak.attacks import Attack, register_attack
+from fedleak.attacks.registry import available_attacks
+from fedleak.attacks.types import Reconstruction
+from fedleak.clients.app import app as client_app
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.pool import create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.strategy import CuriousStrategy
+from fedleak.simulator.config.schema import ExperimentConfig, PoolConfig
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 from tests.flower_harness import LocalGrid
 from tests.server.conftest import initial_arrays, model_spec, train_config
 
@@ -177,7 +177,7 @@ def test_report_rebuilds_a_run_killed_mid_round(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "simulator.cli",
+        "fedleak.simulator.cli",
         "run",
         f"output_dir={tmp_path}",
         "federation.rounds=4",
@@ -206,7 +206,7 @@ def test_report_rebuilds_a_run_killed_mid_round(tmp_path: Path) -> None:
     assert not (run_dir / "summary.txt").exists()  # the run never reached its report
 
     report = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "report", str(run_dir)],
+        [sys.executable, "-m", "fedleak.simulator.cli", "report", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=120,

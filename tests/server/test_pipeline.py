@@ -10,17 +10,17 @@ import torch
 from flwr.serverapp.strategy import FedAvg
 from torch import nn
 
-from attacks import Attack, register_attack
-from attacks.registry import available_attacks
-from attacks.types import InterceptedUpdate, Reconstruction
-from clients.app import app as client_app
-from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import AttackJob, create_pool
-from server.recorder import LeakageRecorder
-from server.strategy import CuriousStrategy
-from simulator.audit import AuditStore
-from simulator.config import ExperimentConfig
-from simulator.results import RunPaths, read_leakage
+from fedleak.attacks import Attack, register_attack
+from fedleak.attacks.registry import available_attacks
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.clients.app import app as client_app
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.pool import AttackJob, create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.strategy import CuriousStrategy
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 from tests.flower_harness import LocalGrid
 from tests.server.conftest import initial_arrays, model_spec, train_config
 
@@ -125,8 +125,8 @@ def test_malformed_update_is_recorded_not_attacked(
 ) -> None:
     from flwr.app import Array
 
-    from attacks.types import TrainingHyperparams
-    from server.capture import CapturedReply, CapturedRound, capture_arrays
+    from fedleak.attacks.types import TrainingHyperparams
+    from fedleak.server.capture import CapturedReply, CapturedRound, capture_arrays
 
     arrays = capture_arrays(initial_arrays(experiment))
     broken = dict(arrays)
@@ -154,7 +154,7 @@ def test_malformed_update_is_recorded_not_attacked(
 def test_pipeline_error_becomes_failed_rows_not_a_dead_thread(
     experiment: ExperimentConfig, tmp_path: Path
 ) -> None:
-    from server.policy import AttackPolicy
+    from fedleak.server.policy import AttackPolicy
 
     class BrokenPolicy(AttackPolicy):
         def select(self, server_round: int, node_ids: Any) -> set[int]:

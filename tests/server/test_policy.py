@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.policy import AttackPolicy
+from fedleak.server.policy import AttackPolicy
 
 NODES = list(range(100, 200))
 

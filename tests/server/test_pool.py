@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from attacks import Attack, register_attack
-from attacks.registry import available_attacks
-from attacks.types import AttackFailure, InterceptedUpdate, Reconstruction, TrainingHyperparams
-from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import AttackJob, AttackPool, AttackResult, create_pool
-from server.recorder import LeakageRecorder
-from simulator.config import PoolConfig
-from simulator.models import ModelSpec, build_model
+from fedleak.attacks import Attack, register_attack
+from fedleak.attacks.registry import available_attacks
+from fedleak.attacks.types import (
+    AttackFailure,
+    InterceptedUpdate,
+    Reconstruction,
+    TrainingHyperparams,
+)
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.pool import AttackJob, AttackPool, AttackResult, create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.simulator.config.schema import PoolConfig
+from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 
 class _SlowAttack(Attack):
@@ -51,9 +56,9 @@ def test_unknown_backend_lists_the_available_ones() -> None:
 
 
 def test_backend_choices_come_from_the_registry() -> None:
-    from simulator.choices import POOL_BACKENDS
-    from simulator.config import ConfigError, experiment_from_mapping
-    from simulator.plugins import import_object
+    from fedleak.simulator.config.choices import POOL_BACKENDS
+    from fedleak.simulator.config.schema import ConfigError, experiment_from_mapping
+    from fedleak.simulator.plugins import import_object
 
     for name, factory in POOL_BACKENDS.items():  # each import path names an AttackPool
         assert issubclass(import_object(str(factory)), AttackPool), name

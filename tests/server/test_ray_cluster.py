@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
 CLIENT = """
 import sys
-from simulator.config import PoolConfig
-from server.pool import create_pool
+from fedleak.simulator.config.schema import PoolConfig
+from fedleak.server.pool import create_pool
 from tests.server.test_pool import _job
 pool = create_pool(PoolConfig(backend="ray", workers=1, address=sys.argv[1]))
 (result,) = pool.drain(120) if pool.submit(_job("analytic")) is None else []

@@ -15,13 +15,12 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.common import Code, FitIns, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
-from clients.app import app as client_app
-from clients.secagg_mods import fedleak_to_fitres, fitins_to_fedleak, secagg_mod
-from server.federation import run_federation
-from server.secagg_federation import run_secagg_federation, secagg_workflow
-from simulator import record_keys as keys
-from simulator.audit import AuditStore
-from simulator.config import (
+from fedleak.clients.app import app as client_app
+from fedleak.clients.secagg_mods import fedleak_to_fitres, fitins_to_fedleak, secagg_mod
+from fedleak.server.federation import run_federation
+from fedleak.server.secagg_federation import run_secagg_federation, secagg_workflow
+from fedleak.simulator import record_keys as keys
+from fedleak.simulator.config.schema import (
     AttackSelection,
     ConfigError,
     DefenseConfig,
@@ -31,9 +30,10 @@ from simulator.config import (
     SecAggSettings,
     experiment_from_mapping,
 )
-from simulator.experiment_data import initial_model
-from simulator.results import LeakageRecord, RunPaths, read_leakage
-from simulator.resume import prepare_resume
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.experiment_data import initial_model
+from fedleak.simulator.runtime.results import LeakageRecord, RunPaths, read_leakage
+from fedleak.simulator.runtime.resume import prepare_resume
 from tests.flower_harness import LocalGrid
 from tests.server.conftest import model_spec
 

@@ -12,15 +12,15 @@ from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
-from clients.app import app as client_app
-from server.pipeline import AttackPipeline, AttackPlan
-from server.pool import create_pool
-from server.recorder import LeakageRecorder
-from server.strategy import CuriousStrategy
-from server.validation import TooFewValidRepliesError, ValidatingStrategy, check_structure
-from simulator.audit import AuditStore
-from simulator.config import ExperimentConfig
-from simulator.results import RunPaths, read_leakage
+from fedleak.clients.app import app as client_app
+from fedleak.server.pipeline import AttackPipeline, AttackPlan
+from fedleak.server.pool import create_pool
+from fedleak.server.recorder import LeakageRecorder
+from fedleak.server.strategy import CuriousStrategy
+from fedleak.server.validation import TooFewValidRepliesError, ValidatingStrategy, check_structure
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.runtime.audit import AuditStore
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
 from tests.flower_harness import LocalGrid
 from tests.server.conftest import initial_arrays, model_spec, train_config
 
@@ -174,7 +174,7 @@ def test_erroneous_round_with_too_few_valid_replies_stops_clearly(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
 @pytest.mark.parametrize("shape", [(), (1,), (7, 3), (2, 3, 4, 5)])
 def test_fast_value_view_equals_flower_decoding(dtype: Any, shape: tuple[int, ...]) -> None:
-    from server.validation import _values
+    from fedleak.server.validation import _values
 
     values = np.random.default_rng(0).normal(size=shape).astype(dtype)
     array = Array(values)
@@ -182,7 +182,7 @@ def test_fast_value_view_equals_flower_decoding(dtype: Any, shape: tuple[int, ..
 
 
 def test_erroneous_non_finite_values_are_found_in_any_array() -> None:
-    from server.validation import validate_replies
+    from fedleak.server.validation import validate_replies
 
     reference = {k: Array(v) for k, v in GLOBAL.items()}
     for bad in (np.nan, np.inf, -np.inf):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from simulator.datasets import ArrayDataset, DatasetSplits
+from fedleak.simulator.data.datasets import ArrayDataset, DatasetSplits
 
 CALLS: list[dict[str, Any]] = []
 

@@ -6,15 +6,15 @@ from importlib.metadata import version
 
 import pytest
 
-import attacks.registry
-import simulator.defenses
-from attacks import Attack
-from attacks.types import Disclosure, Reconstruction
-from simulator import exit_codes
-from simulator.cli import main
-from simulator.datasets import available_datasets
-from simulator.defenses import available_defenses
-from simulator.models import available_models
+import fedleak.attacks.registry
+import fedleak.simulator.defenses
+from fedleak.attacks import Attack
+from fedleak.attacks.types import Disclosure, Reconstruction
+from fedleak.simulator import exit_codes
+from fedleak.simulator.cli import main
+from fedleak.simulator.data.datasets import available_datasets
+from fedleak.simulator.defenses import available_defenses
+from fedleak.simulator.models.architectures import available_models
 
 
 def _listing(kind: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
@@ -37,10 +37,10 @@ class _NeedsLabels(Attack):
 def test_list_attacks_shows_the_threat_model_each_needs(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(attacks.registry, "ATTACKS", attacks.registry.ATTACKS.copy())
-    attacks.registry.register_attack("test_needs_labels_listed", _NeedsLabels)
+    monkeypatch.setattr(fedleak.attacks.registry, "ATTACKS", fedleak.attacks.registry.ATTACKS.copy())
+    fedleak.attacks.registry.register_attack("test_needs_labels_listed", _NeedsLabels)
     lines = _listing("attacks", capsys)
-    assert set(lines) == set(attacks.registry.available_attacks())
+    assert set(lines) == set(fedleak.attacks.registry.available_attacks())
     assert "a plain server's view; settings top_k" in lines["analytic"]
     assert "disclose ['labels']" in lines["test_needs_labels_listed"]
     assert "Test attack that needs the true labels." in lines["test_needs_labels_listed"]
@@ -69,8 +69,8 @@ def test_list_defenses_shows_options_and_registered_ones(
         """Test defense: scale the update."""
         return lambda delta, rng: delta * scale
 
-    monkeypatch.setattr(simulator.defenses, "DEFENSES", simulator.defenses.DEFENSES.copy())
-    simulator.defenses.register_defense("test_halve_listed", halve)
+    monkeypatch.setattr(fedleak.simulator.defenses, "DEFENSES", fedleak.simulator.defenses.DEFENSES.copy())
+    fedleak.simulator.defenses.register_defense("test_halve_listed", halve)
     lines = _listing("defenses", capsys)
     assert {"dp", "prune", "quantize", "secagg", "none", *available_defenses()} <= set(lines)
     assert "defense=dp; settings defense.dp.{clip,noise,delta}" in lines["dp"]

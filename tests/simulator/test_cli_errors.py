@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from simulator import exit_codes
-from simulator.cli import main
-from simulator.setting_warnings import read_warnings
+from fedleak.simulator import exit_codes
+from fedleak.simulator.cli import main
+from fedleak.simulator.runtime.setting_warnings import read_warnings
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_exit_codes_are_distinct() -> None:
 
 def test_more_clients_than_samples_stops_before_the_run_in_a_few_lines(tmp_path: Path) -> None:
     """The issue's command: 2000 clients for 1437 digits used to run 86 s into 264k lines."""
-    command = [sys.executable, "-m", "simulator.cli", "run", f"output_dir={tmp_path}"]
+    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={tmp_path}"]
     command += ["federation.num_clients=2000", "federation.rounds=1", "attack=analytic"]
     start = time.monotonic()
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -104,11 +104,11 @@ def test_impossible_settings_stop_before_the_run_naming_their_keys(
 def test_warnings_are_printed_at_start_and_kept_in_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simulator.simulation
+    import fedleak.simulator.runtime.simulation
 
     started: list[Path] = []
     monkeypatch.setattr(
-        simulator.simulation,
+        fedleak.simulator.runtime.simulation,
         "run_in_simulation",
         lambda cfg, paths, **kwargs: started.append(paths.root),
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from attacks import Attack, register_attack
-from attacks.registry import available_attacks
-from attacks.types import Disclosure, Reconstruction
-from simulator.cli import main
-from simulator.compose import load_experiment
-from simulator.config import ConfigError, ExperimentConfig
-from simulator.exit_codes import CONFIG_ERROR
+from fedleak.attacks import Attack, register_attack
+from fedleak.attacks.registry import available_attacks
+from fedleak.attacks.types import Disclosure, Reconstruction
+from fedleak.simulator.cli import main
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ConfigError, ExperimentConfig
+from fedleak.simulator.exit_codes import CONFIG_ERROR
 
 
 class _NeedsLabels(Attack):
@@ -153,8 +153,12 @@ def test_new_attack_settings_keep_the_plus_advice() -> None:
 def test_closed_fields_are_literal_types_whose_values_are_the_accepted_ones() -> None:
     import typing
 
-    from simulator import choices
-    from simulator.config import FederationConfig, PoolConfig, experiment_from_mapping
+    from fedleak.simulator.config import choices
+    from fedleak.simulator.config.schema import (
+        FederationConfig,
+        PoolConfig,
+        experiment_from_mapping,
+    )
 
     closed = {
         (FederationConfig, "mode"): choices.MODES,
@@ -179,7 +183,11 @@ def test_closed_fields_are_literal_types_whose_values_are_the_accepted_ones() ->
     ],
 )
 def test_default_attacks_measure_every_model(model: str, names: list[str]) -> None:
-    from simulator.experiment_data import attack_names, experiment_spec, experiment_splits
+    from fedleak.simulator.runtime.experiment_data import (
+        attack_names,
+        experiment_spec,
+        experiment_splits,
+    )
 
     cfg = load_experiment([f"model={model}", "federation.batch_size=2"])
     resolved, notice = attack_names(cfg, experiment_spec(cfg, experiment_splits(cfg)))

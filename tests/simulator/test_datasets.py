@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.datasets import (
+from fedleak.simulator.data.datasets import (
     DEFAULT_DATASET,
     PHOTOS,
     ArrayDataset,

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from simulator.compose import load_experiment
-from simulator.config import ConfigError
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ConfigError
 
 
 def test_training_curve_trains_to_convergence_and_attacks_dense_then_spaced() -> None:

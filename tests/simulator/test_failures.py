@@ -13,9 +13,9 @@ import pytest
 from flwr.app import Array, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from server.validation import Rejection, check_structure, summarise_rejections
-from simulator import exit_codes
-from simulator.failures import (
+from fedleak.server.validation import Rejection, check_structure, summarise_rejections
+from fedleak.simulator import exit_codes
+from fedleak.simulator.runtime.failures import (
     FailureLog,
     divert_flower_errors,
     failure_cause,
@@ -28,7 +28,7 @@ from tests.flower_harness import LocalGrid
 RAY_ERROR = """\x1b[36mray::ClientAppActor.run()\x1b[39m (pid={pid}, ip=192.0.2.2)
   File "/venv/flwr/simulation/ray_transport/ray_actor.py", line 60, in run
     out_message = app(message=message, context=context)
-  File "/repo/simulator/partitioning.py", line 101, in partition_indices
+  File "/repo/simulator/data/partitioning.py", line 101, in partition_indices
     raise ValueError(
 ValueError: num_partitions must be in [1, 1437] (the number of samples), got {clients}
 
@@ -124,10 +124,10 @@ def test_error_replies_are_rejected_with_their_cause_and_grouped() -> None:
 
 
 BYPASS = (
-    "import simulator.preflight as p; p.check_partitions = lambda cfg: None; "
-    "p.partition_sizes = lambda cfg: (); import simulator.trainability as t; "
+    "import fedleak.simulator.runtime.preflight as p; p.check_partitions = lambda cfg: None; "
+    "p.partition_sizes = lambda cfg: (); import fedleak.simulator.runtime.trainability as t; "
     "t.check_model_trains = lambda cfg: None; "
-    "from simulator.cli import console_main; console_main()"
+    "from fedleak.simulator.cli import console_main; console_main()"
 )
 
 

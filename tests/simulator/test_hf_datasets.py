@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.app import app as client_app
-from server.federation import run_federation
-from simulator import exit_codes
-from simulator.cli import main
-from simulator.compose import load_experiment
-from simulator.datasets import DatasetUnavailableError, load_dataset
-from simulator.experiment_data import args_key, cached_partitions
-from simulator.results import read_jsonl_rows, read_leakage
-from simulator.rundir import create_run_dir
+from fedleak.clients.app import app as client_app
+from fedleak.server.federation import run_federation
+from fedleak.simulator import exit_codes
+from fedleak.simulator.cli import main
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.data.datasets import DatasetUnavailableError, load_dataset
+from fedleak.simulator.runtime.experiment_data import args_key, cached_partitions
+from fedleak.simulator.runtime.results import read_jsonl_rows, read_leakage
+from fedleak.simulator.runtime.rundir import create_run_dir
 from tests.flower_harness import LocalGrid
 
 N_TRAIN, N_TEST = 240, 60

@@ -17,13 +17,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from simulator.audit import AuditStore, GroundTruth
-from simulator.config import ExperimentConfig
-from simulator.html_report import SECTIONS, active_defenses, render_html
-from simulator.plots import leakage_bands
-from simulator.report import build_report
-from simulator.results import LeakageRecord, RunPaths
-from simulator.setting_warnings import write_warnings
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.report.build import build_report
+from fedleak.simulator.report.html_report import SECTIONS, active_defenses, render_html
+from fedleak.simulator.report.plots import leakage_bands
+from fedleak.simulator.runtime.audit import AuditStore, GroundTruth
+from fedleak.simulator.runtime.results import LeakageRecord, RunPaths
+from fedleak.simulator.runtime.setting_warnings import write_warnings
 
 HOSTILE = '<script>alert("x")</script>'
 PLOTS = (
@@ -247,12 +247,12 @@ def test_report_of_a_run_without_rows(tmp_path: Path) -> None:
 def test_a_drawing_failure_keeps_every_recorded_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import simulator.html_report
+    import fedleak.simulator.report.html_report
 
     def broken(*args: object) -> None:
         raise RuntimeError("no canvas")
 
-    monkeypatch.setattr(simulator.html_report, "write_plots", broken)
+    monkeypatch.setattr(fedleak.simulator.report.html_report, "write_plots", broken)
     paths = _run_dir(tmp_path, [_row(1, 5, "analytic", 140.0)], [])
     table = build_report(paths)
     assert "analytic" in table and paths.summary.is_file() and paths.leakage_csv.is_file()

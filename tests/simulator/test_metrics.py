@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.datasets import load_dataset
-from simulator.metrics import (
+from fedleak.simulator.data.datasets import load_dataset
+from fedleak.simulator.metrics.leakage import (
     AVD_THRESHOLD,
     AVD_THRESHOLD_LOOSE,
     PSNR_CAP_DB,

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from simulator.metrics import PSNR_CAP_DB
-from simulator.modality_metrics import (
+from fedleak.simulator.data.tabular import fit_encoder
+from fedleak.simulator.metrics.leakage import PSNR_CAP_DB
+from fedleak.simulator.metrics.modality import (
     available_modalities,
     measure_leakage,
     modality_metrics,
     pearson,
     signal_psnr,
 )
-from simulator.tabular import fit_encoder
 
 COLUMNS = {"colour": ["red", "blue", "green", "red"], "age": [20.0, 30.0, 40.0, 50.0]}
 ENCODER = fit_encoder(COLUMNS, ["colour"], ["age"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from simulator.models import (
+from fedleak.simulator.models.architectures import (
     ModelSpec,
     available_activations,
     available_inits,

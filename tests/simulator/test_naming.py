@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.compose import load_experiment
-from simulator.config import ExperimentConfig
-from simulator.html_report import render_html
-from simulator.naming import MAX_NAME_LENGTH, derive_run_name, names_itself
-from simulator.results import RunPaths
-from simulator.rundir import create_run_dir
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.naming import MAX_NAME_LENGTH, derive_run_name, names_itself
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.report.html_report import render_html
+from fedleak.simulator.runtime.results import RunPaths
+from fedleak.simulator.runtime.rundir import create_run_dir
 
 
 def test_the_default_experiment_is_named_default() -> None:

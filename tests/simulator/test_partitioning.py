@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.partitioning import available_schemes, partition_indices
+from fedleak.simulator.data.partitioning import available_schemes, partition_indices
 
 
 def _labels(n: int = 600, classes: int = 10, seed: int = 0) -> np.ndarray:

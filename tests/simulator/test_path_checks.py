@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from simulator import exit_codes
-from simulator.cli import main
-from simulator.compose import load_experiment
-from simulator.preflight import check_output_dir
+from fedleak.simulator import exit_codes
+from fedleak.simulator.cli import main
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.runtime.preflight import check_output_dir
 
 
 @pytest.fixture

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.name_table import Registry
-from clients.app import app as client_app
-from server.federation import run_federation
-from simulator import plugins
-from simulator.compose import load_experiment
-from simulator.config import ConfigError
-from simulator.datasets import load_dataset
-from simulator.defenses import available_defenses, create_defense, register_defense
-from simulator.experiment_data import experiment_spec, experiment_splits
-from simulator.models import ModelSpec, build_model
-from simulator.results import RunPaths, read_leakage
-from simulator.rundir import create_run_dir
+from fedleak.attacks.name_table import Registry
+from fedleak.clients.app import app as client_app
+from fedleak.server.federation import run_federation
+from fedleak.simulator import plugins
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.config.schema import ConfigError
+from fedleak.simulator.data.datasets import load_dataset
+from fedleak.simulator.defenses import available_defenses, create_defense, register_defense
+from fedleak.simulator.models.architectures import ModelSpec, build_model
+from fedleak.simulator.runtime.experiment_data import experiment_spec, experiment_splits
+from fedleak.simulator.runtime.results import RunPaths, read_leakage
+from fedleak.simulator.runtime.rundir import create_run_dir
 from tests.flower_harness import LocalGrid
 from tests.simulator import own_components
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.config import DpSettings
-from simulator.privacy import local_dp_budget
+from fedleak.simulator.config.schema import DpSettings
+from fedleak.simulator.runtime.privacy import local_dp_budget
 
 
 def _rdp_gaussian_epsilon(sigma: float, rounds: int, delta: float) -> float:
@@ -45,9 +45,9 @@ def test_a_dp_run_reports_the_budget_of_its_completed_rounds(tmp_path: Path) -> 
 
     import yaml
 
-    from simulator.config import DefenseConfig, ExperimentConfig
-    from simulator.privacy import write_run_privacy
-    from simulator.results import RunPaths
+    from fedleak.simulator.config.schema import DefenseConfig, ExperimentConfig
+    from fedleak.simulator.runtime.privacy import write_run_privacy
+    from fedleak.simulator.runtime.results import RunPaths
 
     paths = RunPaths(tmp_path)
     cfg = ExperimentConfig(defense=DefenseConfig(dp=DpSettings(enabled=True, noise=3.0)))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from simulator.simulation import start_ray
+from fedleak.simulator.runtime.simulation import start_ray
 
 TIMEOUT = (
     "The current node timed out during startup. This could happen because some of the raylet "

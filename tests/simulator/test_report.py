@@ -7,10 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.audit import AuditStore, GroundTruth
-from simulator.cli import main
-from simulator.report import build_report, format_table, summarise
-from simulator.results import STATUSES, LeakageRecord, RunPaths, describe_statuses, read_leakage
+from fedleak.simulator.cli import main
+from fedleak.simulator.report.build import build_report, format_table, summarise
+from fedleak.simulator.runtime.audit import AuditStore, GroundTruth
+from fedleak.simulator.runtime.results import (
+    STATUSES,
+    LeakageRecord,
+    RunPaths,
+    describe_statuses,
+    read_leakage,
+)
 
 
 def _row(r: int, node: int, attack: str, psnr: float, status: str = "ok") -> LeakageRecord:

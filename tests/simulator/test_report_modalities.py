@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.audit import AuditStore, GroundTruth
-from simulator.data_domain import DataDomain
-from simulator.report_modalities import round_samples, table_rows, write_round_gallery
-from simulator.results import LeakageRecord, RunPaths
-from simulator.tabular import fit_encoder
+from fedleak.simulator.data.domain import DataDomain
+from fedleak.simulator.data.tabular import fit_encoder
+from fedleak.simulator.report.modalities import round_samples, table_rows, write_round_gallery
+from fedleak.simulator.runtime.audit import AuditStore, GroundTruth
+from fedleak.simulator.runtime.results import LeakageRecord, RunPaths
 
 COLUMNS = {"colour": ["red", "blue", "green"], "age": [20.0, 30.0, 40.0]}
 ENCODER = fit_encoder(COLUMNS, ["colour"], ["age"])

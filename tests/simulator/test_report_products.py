@@ -14,21 +14,21 @@ import pytest
 import torch
 import yaml
 
-from simulator.audit import AuditStore, GroundTruth
-from simulator.config import ExperimentConfig
-from simulator.findings import client_leakage, defended_leaks
-from simulator.lpips import ALEXNET_FILE, LpipsUnavailableError, lpips_scorer
-from simulator.plots import (
+from fedleak.simulator.config.schema import ExperimentConfig
+from fedleak.simulator.metrics.lpips import ALEXNET_FILE, LpipsUnavailableError, lpips_scorer
+from fedleak.simulator.record_keys import AGGREGATE_NODE_ID
+from fedleak.simulator.report.build import build_report, summarise
+from fedleak.simulator.report.findings import client_leakage, defended_leaks
+from fedleak.simulator.report.images import grid_columns, write_round_grid
+from fedleak.simulator.report.plots import (
     EXACT_PSNR_DB,
     LEAKAGE_METRICS,
     exact_band,
     leakage_figure,
     learning_figure,
 )
-from simulator.record_keys import AGGREGATE_NODE_ID
-from simulator.report import build_report, summarise
-from simulator.report_images import grid_columns, write_round_grid
-from simulator.results import LeakageRecord, RunPaths
+from fedleak.simulator.runtime.audit import AuditStore, GroundTruth
+from fedleak.simulator.runtime.results import LeakageRecord, RunPaths
 
 METRICS = {m.key: m for m in LEAKAGE_METRICS}
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from simulator.compose import load_experiment
-from simulator.preflight import partition_sizes
-from simulator.privacy import local_dp_budget
-from simulator.setting_warnings import (
+from fedleak.simulator.config.compose import load_experiment
+from fedleak.simulator.runtime.preflight import partition_sizes
+from fedleak.simulator.runtime.privacy import local_dp_budget
+from fedleak.simulator.runtime.setting_warnings import (
     EPSILON_LIMIT,
     DataFacts,
     noise_for_epsilon,

@@ -14,12 +14,12 @@ import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from simulator import exit_codes
-from simulator.cli import main
-from simulator.config import ConfigError
-from simulator.results import LeakageRecord
-from simulator.sweep import expand_overrides, plan_sweep, run_sweep
-from simulator.sweep_summary import (
+from fedleak.simulator import exit_codes
+from fedleak.simulator.cli import main
+from fedleak.simulator.config.schema import ConfigError
+from fedleak.simulator.runtime.results import LeakageRecord
+from fedleak.simulator.sweep.runner import expand_overrides, plan_sweep, run_sweep
+from fedleak.simulator.sweep.summary import (
     SUMMARY_PNG,
     SUMMARY_TXT,
     SWEEP_CSV,

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.datasets import DatasetUnavailableError, load_dataset
-from simulator.partitioning import partition_indices
-from simulator.signal_datasets import z_normalise
-from simulator.tabular import TabularEncoder, fit_encoder
+from fedleak.simulator.data.datasets import DatasetUnavailableError, load_dataset
+from fedleak.simulator.data.partitioning import partition_indices
+from fedleak.simulator.data.signal_datasets import z_normalise
+from fedleak.simulator.data.tabular import TabularEncoder, fit_encoder
 
 COLUMNS = {
     "colour": ["red", "blue", "red", "green"],

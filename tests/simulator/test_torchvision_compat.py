@@ -27,7 +27,7 @@ def test_importing_simulator_first_makes_torchvision_usable() -> None:
 
 def test_shim_is_a_no_op_where_the_extension_loads() -> None:
     proc = _python(
-        "import simulator.torchvision_compat as c, torch\n"
+        "import fedleak.simulator.torchvision_compat as c, torch\n"
         "import torchvision.extension as e\n"
         "print(c.torchvision_patched(), e._has_ops())"
     )

@@ -9,15 +9,20 @@ import pytest
 import torch
 from torch import nn
 
-from simulator.config import (
+from fedleak.simulator.config.schema import (
     ConfigError,
     DatasetConfig,
     ExperimentConfig,
     FederationConfig,
     ModelConfig,
 )
-from simulator.models import ModelSpec, build_model, resolved_stem, training_batch_problem
-from simulator.trainability import check_model_trains, smallest_client_batch
+from fedleak.simulator.models.architectures import (
+    ModelSpec,
+    build_model,
+    resolved_stem,
+    training_batch_problem,
+)
+from fedleak.simulator.runtime.trainability import check_model_trains, smallest_client_batch
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.analytic import first_linear_with_bias, is_first_layer, single_gradient_reason
-from attacks.base import Attack, AttackConfig
-from attacks.label_restoration import infer_labels
-from attacks.types import InterceptedUpdate, Reconstruction
+from fedleak.attacks.analytic import first_linear_with_bias, is_first_layer, single_gradient_reason
+from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.label_restoration import infer_labels
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 
 @dataclass(frozen=True)
