@@ -294,7 +294,8 @@ class AnalyticAttack(Attack):
             return (
                 f"layer {name!r} (in_features={layer.in_features}) is not the model's first "
                 f"layer on the {numel}-dimensional input: the formula recovers its input "
-                "features exactly (fedleak.attacks.analytic.recover_linear_input), not the client's data"
+                "features exactly (fedleak.attacks.analytic.recover_linear_input), "
+                "not the client's data"
             )
         return None
 

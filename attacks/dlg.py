@@ -40,7 +40,7 @@ from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 @dataclass(frozen=True)
 class DLGConfig(AttackConfig):
-    """Settings of :class:`DLGAttack` (and, through :class:`~fedleak.attacks.idlg.IDLGConfig`, iDLG).
+    """Settings of :class:`DLGAttack` (and, through :class:`~.idlg.IDLGConfig`, iDLG).
 
     Attributes
     ----------

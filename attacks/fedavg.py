@@ -128,7 +128,8 @@ def simulated_update(
     This is the sum of the K steps' gradients, each taken at the parameters the previous
     steps produced, and it is what the server observes as ``update.pseudo_gradient()``.
     With ``create_graph`` the whole unrolled update is differentiable w.r.t. ``inputs``
-    (Geiping et al.'s FedAvg attack). One step is exactly :func:`~fedleak.attacks.losses.model_gradient`.
+    (Geiping et al.'s FedAvg attack). One step is exactly
+    :func:`~fedleak.attacks.losses.model_gradient`.
 
     Parameters
     ----------

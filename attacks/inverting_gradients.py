@@ -13,12 +13,12 @@ weight difference ``(theta_0 - theta_K) / lr`` after simulating the client's K S
 unknown ``x`` with the server-known ``lr`` and batch size, unrolled so that the objective is
 differentiable in ``x`` (:mod:`fedleak.attacks.fedavg` says which unknowns each step uses). Labels
 come from the disclosure when the threat model allows it (the audit lists them in step
-order), else from the aggregated last-layer update (:func:`fedleak.attacks.fedavg.infer_local_labels`),
-which gives their multiset but not which step used which label. After a large local step the
-model is a different function, so that assignment matters; the restarts therefore also search
-it: restart 0 assigns the labels in class order, later restarts try the other distinct orders
-(all of them when there are at most ``restarts``, e.g. ``K!`` for K distinct labels with
-B = 1; random ones beyond), and the best final match wins.
+order), else from the aggregated last-layer update
+(:func:`fedleak.attacks.fedavg.infer_local_labels`), which gives their multiset but not which step
+used which label. After a large local step the model is a different function, so that assignment
+matters; the restarts therefore also search it: restart 0 assigns the labels in class order, later
+restarts try the other distinct orders (all of them when there are at most ``restarts``, e.g. ``K!``
+for K distinct labels with B = 1; random ones beyond), and the best final match wins.
 """
 
 from __future__ import annotations

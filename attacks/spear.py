@@ -20,8 +20,8 @@ full column rank, ``Q [X^T | 1] = R``: ``[X^T | 1] = Q^{-1} R``, the paper's
 ``X^T = Q^{-1} R`` (in PyTorch's row-per-sample layout, ``[X | 1]`` has the rows of
 ``Q^{-1} R``).
 
-Finding Q (:mod:`fedleak.attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of ``dL/dZ``
-for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
+Finding Q (:mod:`fedleak.attacks.spear_search`). Column ``q_i`` makes ``L q_i`` the column of
+``dL/dZ`` for sample ``i``, zero on its inactive neurons. If B - 1 sampled rows of ``L`` are all
 inactive for sample ``i`` (probability ~ 2^-(B-1) for uniform rows), the null space of that
 (B-1) x B submatrix is spanned by ``q_i`` (the paper's theorem). Candidates whose ``L q`` has
 at least B + 1 (and ``sparsity_threshold`` of the live) neurons exactly zero are refined,

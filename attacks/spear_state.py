@@ -1,11 +1,11 @@
 """What SPEAR's column searches share: the columns found so far, and how a column is accepted.
 
 ``rows`` are the live rows of ``L = U_B`` (M' x B) of the attacked layer (see
-:mod:`fedleak.attacks.spear`). Column ``q_i`` of ``Q`` makes ``L q_i`` the column of ``dL/dZ`` of sample
-``i``, exactly zero on the neurons inactive for it. Every candidate source
-(:mod:`fedleak.attacks.spear_sampling`, :mod:`fedleak.attacks.spear_dual`) ends in :func:`add_column`; the
-input-side sources, which come with a whole zero set (a ReLU pattern computed from an input),
-are accepted by :func:`accept_patterns`.
+:mod:`fedleak.attacks.spear`). Column ``q_i`` of ``Q`` makes ``L q_i`` the column of ``dL/dZ`` of
+sample ``i``, exactly zero on the neurons inactive for it. Every candidate source
+(:mod:`fedleak.attacks.spear_sampling`, :mod:`fedleak.attacks.spear_dual`) ends in
+:func:`add_column`; the input-side sources, which come with a whole zero set (a ReLU pattern
+computed from an input), are accepted by :func:`accept_patterns`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class SearchState:
         Fewest inactive live neurons among those inputs (``-1`` when there is none).
     assembled : torch.Tensor | None
         ``[X | 1]`` ``(B, N+1)`` put together from B confirmed inputs and checked against the
-        gradient (:func:`fedleak.attacks.spear_dual.assemble_inputs`), when the columns alone did not
-        all come out: a sample whose inactive neurons are a subset of another's leaves a
+        gradient (:func:`fedleak.attacks.spear_dual.assemble_inputs`), when the columns alone did
+        not all come out: a sample whose inactive neurons are a subset of another's leaves a
         two-dimensional null space, which no zero set resolves, but its input is confirmed.
     """
 

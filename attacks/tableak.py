@@ -18,9 +18,10 @@ and continuous features:
 Each row's confidence is one minus the mean normalised entropy of its discrete features'
 votes over the restarts (the paper's entropy-based measure of how trustworthy a feature is,
 sec. 4.3, averaged per row). Labels are the disclosed ones where the threat model allows
-it, else restored from the last layer's update (:func:`fedleak.attacks.label_restoration.infer_labels`).
-FedSGD updates; a FedAvg update is matched as one gradient. The table's schema (which
-columns form a one-hot block) is the update's :class:`~fedleak.attacks.types.InputDomain`.
+it, else restored from the last layer's update
+(:func:`fedleak.attacks.label_restoration.infer_labels`). FedSGD updates; a FedAvg update is
+matched as one gradient. The table's schema (which columns form a one-hot block) is the update's
+:class:`~fedleak.attacks.types.InputDomain`.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Each case is one client of a federation: a global model (seeded, untrained), a partition of a
 data set, and the recipe the server configured. The client trains exactly as fedleak's
 clients do (``fedleak.clients.training.train_locally``: one FedSGD step, or K FedAvg steps); the
-attack sees only the resulting :class:`~fedleak.attacks.types.InterceptedUpdate` (plus the true labels
-when it ``requires`` them); the leakage is measured against the samples the client used with
-``fedleak.simulator.metrics.leakage.compute_leakage``. Every attack runs on every case; an attack whose
-preconditions do not hold prints ``n/a: <reason>``.
+attack sees only the resulting :class:`~fedleak.attacks.types.InterceptedUpdate` (plus the true
+labels when it ``requires`` them); the leakage is measured against the samples the client used with
+``fedleak.simulator.metrics.leakage.compute_leakage``. Every attack runs on every case; an attack
+whose preconditions do not hold prints ``n/a: <reason>``.
 
     python benchmarks/attacks.py                         # every attack, every case, CPU
     python benchmarks/attacks.py --iterations 500        # longer optimisation attacks
@@ -57,7 +57,8 @@ class Case:
     Attributes
     ----------
     model, dataset : str
-        Registry names (``fedleak.simulator.models.architectures``, ``fedleak.simulator.data.datasets``).
+        Registry names (``fedleak.simulator.models.architectures``,
+        ``fedleak.simulator.data.datasets``).
     batch_size : int
         B.
     mode : {"fedsgd", "fedavg"}

@@ -168,7 +168,7 @@ def run_breaching(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--model", default="lenet", help="a fedleak.simulator.models.architectures name")
+    parser.add_argument("--model", default="lenet", help="a fedleak.simulator.models name")
     parser.add_argument("--dataset", default="lfw", choices=["lfw", "digits"])
     parser.add_argument("--images", type=int, nargs="+", default=[0, 1, 2], help="train indices")
     parser.add_argument("--tv", type=float, default=1e-4, help="TV weight, both implementations")

@@ -55,7 +55,8 @@ class RunOutcome:
 
 def timed_run(out: Path, seed: int, overrides: list[str]) -> RunTiming:
     """Run ``fedleak run`` and note when its first and last ``round`` lines appear."""
-    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={out}", f"seed={seed}"]
+    command = [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={out}"]
+    command.append(f"seed={seed}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
     first: float | None = None

@@ -1,8 +1,8 @@
 """Client-side defenses as Flower mods, chosen per run from the experiment's defense config.
 
 A ClientApp's mods are fixed when it is created, but fedleak's defenses travel with each
-train message (in :class:`fedleak.simulator.config.client_setup.ClientSetup`). :func:`defense_mod` is the
-one mod installed on the ClientApp: it builds the run's chain (fedleak's own defenses of
+train message (in :class:`fedleak.simulator.config.client_setup.ClientSetup`). :func:`defense_mod`
+is the one mod installed on the ClientApp: it builds the run's chain (fedleak's own defenses of
 :mod:`fedleak.clients.defenses` in the order prune -> dp -> quantize, then the registered ones of
 :mod:`fedleak.simulator.defenses`, innermost first) and passes the message through it.
 """

@@ -1,10 +1,11 @@
 """Name table of update defenses that come from outside fedleak (one rule, no if/elif).
 
 fedleak's own defenses (``dp``, ``prune``, ``quantize``, ``secagg`` and the training recipes
-``mse_loss``, ``equal_labels``) are typed settings of :class:`fedleak.simulator.config.schema.DefenseConfig`.
-Others are registered here, by :func:`register_defense` or by an installed package's entry
-point in the group ``fedleak.defenses``, and switched on per run with their settings:
-``+defense.extra.NAME.SETTING=VALUE`` (or ``'+defense.extra.NAME={}'`` for the defaults).
+``mse_loss``, ``equal_labels``) are typed settings of
+:class:`fedleak.simulator.config.schema.DefenseConfig`. Others are registered here, by
+:func:`register_defense` or by an installed package's entry point in the group ``fedleak.defenses``,
+and switched on per run with their settings: ``+defense.extra.NAME.SETTING=VALUE`` (or
+``'+defense.extra.NAME={}'`` for the defaults).
 
 A defense is a factory: ``factory(**settings)`` returns a transform
 ``transform(delta, rng) -> delta`` applied by the client to every float tensor of its update

@@ -1,8 +1,9 @@
 """Your own models, data sets and defenses: by import path, or from installed packages.
 
-Two conventions of the Python ecosystem, used by the registries of :mod:`fedleak.simulator.models.architectures`,
-:mod:`fedleak.simulator.data.datasets` and :mod:`fedleak.simulator.defenses` (and, on its own because it imports
-nothing of ours, :mod:`fedleak.attacks.registry`):
+Two conventions of the Python ecosystem, used by the registries of
+:mod:`fedleak.simulator.models.architectures`, :mod:`fedleak.simulator.data.datasets` and
+:mod:`fedleak.simulator.defenses` (and, on its own because it imports nothing of ours,
+:mod:`fedleak.attacks.registry`):
 
 - **import paths** (Hydra's ``_target_``): ``my_pkg.nets.MyNet`` or ``my_pkg.nets:MyNet``
   names an object that is imported where it is needed, in every process;

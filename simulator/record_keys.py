@@ -19,7 +19,7 @@ LOCAL_EPOCHS = "local-epochs"
 LOCAL_STEPS = "local-steps"
 LOSS = "loss"
 CLIENT_SETUP = "fedleak-client-setup"
-"""JSON of :class:`fedleak.simulator.config.client_setup.ClientSetup`: data set, model, seed, audit store."""
+"""JSON of :class:`~fedleak.simulator.config.client_setup.ClientSetup`: data, model, seed, audit."""
 ARRAY_NAMES = "fedleak-array-names"
 """JSON list of the model's state-dict names in order (secure aggregation only): Flower's
 legacy ``Parameters``, which SecAgg+ uses, carry the arrays without their names."""

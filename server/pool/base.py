@@ -64,8 +64,8 @@ PoolFactory = Callable[[PoolConfig], AttackPool]
 def register_pool_backend(name: str, factory: PoolFactory | str) -> None:
     """Register a backend (its factory, or the factory's import path); a name is registered once.
 
-    The table is :data:`fedleak.simulator.config.choices.POOL_BACKENDS`, which ``pool.backend`` is checked
-    against.
+    The table is :data:`fedleak.simulator.config.choices.POOL_BACKENDS`, which ``pool.backend`` is
+    checked against.
     """
     POOL_BACKENDS.register(name, factory)
 

@@ -26,7 +26,8 @@ DEVICES: tuple[str, ...] = get_args(Device)
 POOL_BACKENDS: Registry[str | Callable[..., Any]] = Registry("pool backend")
 """Attack-pool backends: name -> the factory ``factory(PoolConfig) -> AttackPool``, or its
 import path. fedleak's own are import paths, so that the config layer knows their names
-without importing the server (:func:`fedleak.server.pool.create_pool` imports the one a run uses)."""
+without importing the server (:func:`fedleak.server.pool.create_pool` imports the one a run
+uses)."""
 POOL_BACKENDS.register("ray", "fedleak.server.pool.ray_pool:RayAttackPool")
 POOL_BACKENDS.register("inprocess", "fedleak.server.pool.inprocess:InProcessAttackPool")
 

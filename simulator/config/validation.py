@@ -1,10 +1,11 @@
 """Parsing and validation of the experiment config: every error named at once.
 
 :func:`parse_experiment` turns Hydra's composed mapping into the typed
-:class:`~fedleak.simulator.config.schema.ExperimentConfig` (unknown keys and wrong types first), then runs
-every check of :data:`CHECKS` (accepted values, ranges, defenses, threat model, attack
-settings) and raises one :class:`~fedleak.simulator.config.schema.ConfigError` listing every problem, each
-naming its key and the accepted values (Opacus' validators collect all errors the same way).
+:class:`~fedleak.simulator.config.schema.ExperimentConfig` (unknown keys and wrong types first),
+then runs every check of :data:`CHECKS` (accepted values, ranges, defenses, threat model, attack
+settings) and raises one :class:`~fedleak.simulator.config.schema.ConfigError` listing every
+problem, each naming its key and the accepted values (Opacus' validators collect all errors the
+same way).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
 shaped ``(N, C, H, W)`` and int64 labels, or flat rows of another modality (``domain``):
-tables (``fair`` offline, ``adult`` from OpenML: :mod:`fedleak.simulator.data.tabular_datasets`) and 1-D
-signals (``gunpoint``, ``pigcvp``: :mod:`fedleak.simulator.data.signal_datasets`). Offline images:
+tables (``fair`` offline, ``adult`` from OpenML: :mod:`.tabular_datasets`) and 1-D signals
+(``gunpoint``, ``pigcvp``: :mod:`.signal_datasets`). Offline images:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
@@ -382,7 +382,8 @@ _MODALITY_SETS = {  # name: (module of its loader, description)
     "pigcvp": ("signal", "UCR PigCVP: 312 z-normalised series of 2,000 samples; offline."),
 }
 for _name, (_module, _doc) in _MODALITY_SETS.items():
-    register_dataset(_name, _deferred(f"fedleak.simulator.data.{_module}_datasets.load_{_name}", _doc))
+    _loader = f"fedleak.simulator.data.{_module}_datasets.load_{_name}"
+    register_dataset(_name, _deferred(_loader, _doc))
 
 
 def _load_huggingface(
@@ -390,7 +391,8 @@ def _load_huggingface(
 ) -> DatasetSplits:
     """Hugging Face data via FederatedDataset: a hub name (network), local files (offline).
 
-    ``dataset.args.path`` and the other settings: :func:`fedleak.simulator.data.hf_datasets.load_huggingface`.
+    ``dataset.args.path`` and the other settings:
+    :func:`fedleak.simulator.data.hf_datasets.load_huggingface`.
     """
     from fedleak.simulator.data.hf_datasets import load_huggingface
 

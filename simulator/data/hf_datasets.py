@@ -9,8 +9,9 @@
 - parquet file(s), glob patterns allowed (``/data/faces/*.parquet``); offline.
 
 ``FederatedDataset`` loads the whole split; fedleak partitions it among the clients with
-Flower Datasets' partitioners like every other data set (:mod:`fedleak.simulator.data.partitioning`), so
-``federation.partitioner`` and ``federation.alpha`` apply unchanged.
+Flower Datasets' partitioners like every other data set
+(:mod:`fedleak.simulator.data.partitioning`), so ``federation.partitioner`` and
+``federation.alpha`` apply unchanged.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tabular data sets: rows of discrete and continuous features, encoded by :mod:`fedleak.simulator.data.tabular`.
+"""Tabular data sets: rows of discrete and continuous features, encoded by :mod:`.tabular`.
 
 - ``fair``: statsmodels' ``fair`` data (Fair, "A Theory of Extramarital Affairs", Journal of
   Political Economy 1978), 6,366 women surveyed by Redbook in 1974, shipped inside statsmodels
@@ -9,8 +9,8 @@
 - ``adult``: UCI Adult (Kohavi, "Scaling Up the Accuracy of Naive-Bayes Classifiers",
   KDD 1996), 48,842 census rows, income above 50K, the tabular set of TabLeak and SPEAR;
   fetched from OpenML into ``data_dir`` (network on first use), a
-  :class:`~fedleak.simulator.data.datasets.DatasetUnavailableError` offline. Missing values are their own
-  category ``"?"``.
+  :class:`~fedleak.simulator.data.datasets.DatasetUnavailableError` offline. Missing values are
+  their own category ``"?"``.
 
 The encoder is fitted on every row (the schema and the scale of each column are public
 knowledge of the task) and travels with both splits, so recovered rows decode to categories

@@ -2,19 +2,20 @@
 
 Each entry says how PSNR is taken per sample and which extra metrics the modality has:
 
-- ``image``: PSNR over the data range 1 (:func:`fedleak.simulator.metrics.leakage.psnr`); SSIM and AVD as
-  :func:`~fedleak.simulator.metrics.leakage.compute_leakage` gives them.
+- ``image``: PSNR over the data range 1 (:func:`fedleak.simulator.metrics.leakage.psnr`); SSIM and
+  AVD as :func:`~fedleak.simulator.metrics.leakage.compute_leakage` gives them.
 - ``tabular``: the metrics of TabLeak (Vero et al., "TabLeak: Tabular Data Leakage in
   Federated Learning", ICML 2023) and SPEAR (Dimitrov et al., "SPEAR: Exact Gradient
   Inversion of Batches in Federated Learning", NeurIPS 2024): the fraction of discrete
   features whose recovered category (argmax of its one-hot block) is the true one, and the
   mean absolute error of the continuous features in original units (the data set's
-  :class:`~fedleak.simulator.data.tabular.TabularEncoder` decodes both). PSNR is over the encoded row,
-  range 1.
+  :class:`~fedleak.simulator.data.tabular.TabularEncoder` decodes both). PSNR is over the encoded
+  row, range 1.
 - ``signal``: PSNR over each true signal's own range, ``10 log10((max - min)^2 / MSE)``
   (signals are z-normalised, not in [0, 1]), and the Pearson correlation of the matched series.
 
-Matching is the same for all: :func:`fedleak.simulator.metrics.leakage.match_samples` on the encoded inputs.
+Matching is the same for all: :func:`fedleak.simulator.metrics.leakage.match_samples` on the
+encoded inputs.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def measure_leakage(
     modality: str = "image",
     encoder: TabularEncoder | None = None,
 ) -> LeakageMetrics:
-    """:func:`~fedleak.simulator.metrics.leakage.compute_leakage` with the modality's PSNR and extra metrics.
+    """:func:`~.leakage.compute_leakage` with the modality's PSNR and extra metrics.
 
     Parameters
     ----------

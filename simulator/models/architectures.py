@@ -331,7 +331,7 @@ def _cnn(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _cnn1d(spec: ModelSpec, act: Callable[[], nn.Module]) -> nn.Module:
-    """A small 1-D CNN for signals (:mod:`fedleak.simulator.models.signal_cnn`, which imports this)."""
+    """A small 1-D CNN for signals (:mod:`fedleak.simulator.models.signal_cnn`)."""
     from fedleak.simulator.models.signal_cnn import cnn1d
 
     return cnn1d(spec, act)

@@ -1,4 +1,4 @@
-"""A small 1-D convolutional network for signals, ``cnn1d`` in :mod:`fedleak.simulator.models.architectures`.
+"""A small 1-D convolutional network for signals, ``cnn1d`` in :mod:`.architectures`.
 
 Two blocks of ``Conv1d -> act -> MaxPool1d(2)`` (``width=16`` then ``2 * width`` channels,
 kernels 7 and 5, padded to keep the length), then one ``Linear`` to the classes: the shape of

@@ -74,7 +74,8 @@ def leakage_bands(records: Iterable[LeakageRecord], field: str) -> dict[str, Ban
     records : iterable of LeakageRecord
         The run's rows; rows that are not ``ok`` or have a NaN ``field`` are ignored.
     field : str
-        A float field of :class:`~fedleak.simulator.runtime.results.LeakageRecord`, e.g. ``"psnr_mean"``.
+        A float field of :class:`~fedleak.simulator.runtime.results.LeakageRecord`, e.g.
+        ``"psnr_mean"``.
 
     Returns
     -------

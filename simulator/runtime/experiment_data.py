@@ -129,7 +129,8 @@ def attack_names(cfg: ExperimentConfig, spec: ModelSpec) -> tuple[list[str], str
     """``attack.names``, with ``attack.fallback`` added when none of them fits the model.
 
     Returns the attacks of every attacked update and the notice that says why the fallback
-    joined them (``None`` when it did not); see :func:`fedleak.attacks.registry.resolve_attack_names`.
+    joined them (``None`` when it did not); see
+    :func:`fedleak.attacks.registry.resolve_attack_names`.
     """
     return resolve_attack_names(
         list(cfg.attack.names),

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-"""The repository root: fedleak's packages and configs/ (a Ray job's working directory)."""
+import fedleak
+
+ROOT = Path(fedleak.__file__).resolve().parents[1]
+"""The folder holding the ``fedleak`` package (a checkout's root): on a Ray job's PYTHONPATH."""
 
 _ENTRY = "import sys; sys.argv[0] = 'fedleak'; from fedleak.simulator.cli import console_main; "
 Launcher = Callable[[list[str], Path], int]

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "fedleak-example-plugin"
+CLI = [sys.executable, "-m", "fedleak.simulator.cli"]
 OVERRIDES = [
     "model.name=tanh_mlp",
     "dataset.name=photo_patches",
@@ -52,7 +53,7 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _fedleak(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fedleak.simulator.cli", *args],
+        [*CLI, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -77,7 +78,7 @@ def test_plugin_attack_model_data_and_defense_in_a_ray_federation(
     plugin_env: dict[str, str], tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fedleak.simulator.cli", "run", f"output_dir={tmp_path}", *OVERRIDES],
+        [*CLI, "run", f"output_dir={tmp_path}", *OVERRIDES],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -37,7 +37,8 @@ class _NeedsLabels(Attack):
 def test_list_attacks_shows_the_threat_model_each_needs(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fedleak.attacks.registry, "ATTACKS", fedleak.attacks.registry.ATTACKS.copy())
+    registry = fedleak.attacks.registry
+    monkeypatch.setattr(registry, "ATTACKS", registry.ATTACKS.copy())
     fedleak.attacks.registry.register_attack("test_needs_labels_listed", _NeedsLabels)
     lines = _listing("attacks", capsys)
     assert set(lines) == set(fedleak.attacks.registry.available_attacks())
@@ -69,7 +70,8 @@ def test_list_defenses_shows_options_and_registered_ones(
         """Test defense: scale the update."""
         return lambda delta, rng: delta * scale
 
-    monkeypatch.setattr(fedleak.simulator.defenses, "DEFENSES", fedleak.simulator.defenses.DEFENSES.copy())
+    defenses = fedleak.simulator.defenses
+    monkeypatch.setattr(defenses, "DEFENSES", defenses.DEFENSES.copy())
     fedleak.simulator.defenses.register_defense("test_halve_listed", halve)
     lines = _listing("defenses", capsys)
     assert {"dp", "prune", "quantize", "secagg", "none", *available_defenses()} <= set(lines)
