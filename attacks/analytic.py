@@ -35,6 +35,7 @@ from fedleak.attacks.fedavg import local_step_count
 from fedleak.attacks.input_labels import labels_from_inputs
 from fedleak.attacks.losses import effective_batch_size
 from fedleak.attacks.registry import register_attack
+from fedleak.attacks.spear_layers import parameter_name
 from fedleak.attacks.types import InterceptedUpdate, Reconstruction
 
 
@@ -164,10 +165,6 @@ def is_first_layer(model: nn.Module, layer: nn.Module, input_numel: int) -> bool
     return False
 
 
-def _prefixed(prefix: str, leaf: str) -> str:
-    return f"{prefix}.{leaf}" if prefix else leaf
-
-
 def single_gradient_reason(update: InterceptedUpdate) -> str | None:
     """Why ``update`` is not one sample's gradient (the formula's premise), or ``None``."""
     hp = update.hyperparams
@@ -235,12 +232,12 @@ def recover_linear_input(
     pseudo = update.pseudo_gradient()
     try:
         features, neurons = invert_linear_input(
-            pseudo[_prefixed(name, "weight")], pseudo[_prefixed(name, "bias")], top_k
+            pseudo[parameter_name(name, "weight")], pseudo[parameter_name(name, "bias")], top_k
         )
     except NoActiveNeuronError as exc:
         raise NoActiveNeuronError(f"layer {name!r}: {exc}") from None
-    bias_grad = pseudo[_prefixed(name, "bias")].double()
-    dtype = update.global_params[_prefixed(name, "weight")].dtype
+    bias_grad = pseudo[parameter_name(name, "bias")].double()
+    dtype = update.global_params[parameter_name(name, "weight")].dtype
     return LinearInputRecovery(
         layer=name,
         features=features.reshape(1, -1).cpu().numpy().astype(dtype, copy=False),
@@ -273,7 +270,7 @@ class AnalyticAttack(Attack):
         found = first_linear_with_bias(model)
         assert found is not None  # architecture_reason checked it
         name = found[0]
-        bias_grad = update.pseudo_gradient()[_prefixed(name, "bias")]
+        bias_grad = update.pseudo_gradient()[parameter_name(name, "bias")]
         if not bool(torch.any(bias_grad != 0)):
             return (
                 f"no active neuron in layer {name!r}: dL/db1[j] = 0 for every j, so the "

@@ -67,7 +67,14 @@ from fedleak.attacks.base import Attack, AttackConfig
 from fedleak.attacks.input_labels import labels_from_inputs
 from fedleak.attacks.losses import effective_batch_size
 from fedleak.attacks.registry import register_attack
+from fedleak.attacks.spear_binary import binary_head_batch, two_valued_columns
 from fedleak.attacks.spear_dual import ActivationSpace, activation_space
+from fedleak.attacks.spear_layers import (
+    binary_head,
+    following_linear,
+    parameter_name,
+    relu_input_layer,
+)
 from fedleak.attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
 from fedleak.attacks.spear_solve import (
     BatchCheck,
@@ -135,54 +142,6 @@ class SpearConfig(AttackConfig):
             )
 
 
-def relu_input_layer(model: nn.Module, input_numel: int) -> tuple[str, nn.Linear] | str:
-    """The model's first layer if it is ``nn.Linear`` (with bias) on the input, then ReLU.
-
-    Returns the layer's name and module, or the reason it does not qualify. Layers are
-    taken in ``named_modules()`` order, the forward order of ``nn.Sequential`` models.
-    """
-    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
-    for index, (name, module) in enumerate(leaves):
-        if next(module.parameters(recurse=False), None) is None:
-            continue
-        if not isinstance(module, nn.Linear) or module.bias is None:
-            what = (
-                "nn.Linear without bias" if isinstance(module, nn.Linear) else type(module).__name__
-            )
-            return (
-                f"the model's first parametrised layer {name!r} is a {what}: SPEAR needs an "
-                "nn.Linear with bias on the input"
-            )
-        if module.in_features != input_numel:
-            return (
-                f"layer {name!r} has in_features={module.in_features}, not the "
-                f"{input_numel}-dimensional input: it would recover features, not the data"
-            )
-        follower = leaves[index + 1][1] if index + 1 < len(leaves) else None
-        if not isinstance(follower, nn.ReLU):
-            return (
-                f"layer {name!r} is followed by {type(follower).__name__}, not ReLU: SPEAR needs "
-                "the zeros ReLU puts in dL/dZ"
-            )
-        return name, module
-    return "the model has no parametrised layer"
-
-
-def following_linear(model: nn.Module, layer: nn.Module) -> tuple[str, nn.Linear] | None:
-    """The ``nn.Linear`` that takes ``layer``'s ReLU output directly, if there is one."""
-    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
-    for index, (_, module) in enumerate(leaves[:-2]):
-        if module is layer:
-            name, after = leaves[index + 2]
-            fits = isinstance(after, nn.Linear) and after.in_features == layer.out_features
-            return (name, after) if fits and isinstance(leaves[index + 1][1], nn.ReLU) else None
-    return None
-
-
-def _prefixed(prefix: str, leaf: str) -> str:
-    return f"{prefix}.{leaf}" if prefix else leaf
-
-
 def _space_for(
     model: nn.Module, update: InterceptedUpdate, layer: nn.Linear, factors: LayerFactors
 ) -> ActivationSpace | str:
@@ -190,7 +149,7 @@ def _space_for(
     found = following_linear(model, layer)
     if found is None:
         return "the ReLU does not feed an nn.Linear"
-    grad = update.pseudo_gradient()[_prefixed(found[0], "weight")]
+    grad = update.pseudo_gradient()[parameter_name(found[0], "weight")]
     dtype, device = factors.grad.dtype, factors.grad.device
     return activation_space(
         (layer.weight.detach().to(device, dtype), layer.bias.detach().to(device, dtype)),
@@ -274,12 +233,16 @@ class SpearAttack(Attack):
         batch = effective_batch_size(update)
         pseudo = update.pseudo_gradient()
         grad = torch.cat(
-            [pseudo[_prefixed(name, "weight")], pseudo[_prefixed(name, "bias")][:, None]], dim=1
+            [pseudo[parameter_name(name, "weight")], pseudo[parameter_name(name, "bias")][:, None]],
+            dim=1,
         ).to(device=device, dtype=torch.float64)
         factors = factorise(grad, batch, name)
         size = int(factors.live.sum())
         min_zeros = max(batch + 1, math.ceil(config.sparsity_threshold * size))
-        facts = SearchFacts(batch, factors.basis.shape[0], size, factors.noise, min_zeros)
+        weakest = float(factors.sing[batch - 1] / factors.sing[0])
+        facts = SearchFacts(
+            batch, factors.basis.shape[0], size, factors.noise, min_zeros, weakest
+        )
         if factors.noise > _HOPELESS:  # no exact zeros to find: do not spend the budget
             raise ValueError(failure_reason(SearchState(), facts, 0.0, None))
         full = DualData(
@@ -288,7 +251,9 @@ class SpearAttack(Attack):
             layer.bias.detach().to(device=device, dtype=torch.float64),
             factors.grad,
         )
-        state = self._search(model, update, (layer, full), factors, facts, seed)
+        state = self._binary_search(model, update, (layer, full), factors, seed)
+        if state is None:
+            state = self._search(model, update, (layer, full), factors, facts, seed)
         if len(state.q) < batch and state.assembled is None:
             space = _space_for(model, update, layer, factors)
             why_not = space if isinstance(space, str) and config.input_starts else None
@@ -298,6 +263,39 @@ class SpearAttack(Attack):
             stacked = from_columns(factors.basis[factors.live], state, factors.right)
         check = check_batch(factors, stacked, full)
         return self._result(model, update, stacked[:, :-1], check, factors, state)
+
+    def _binary_search(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        layer: tuple[nn.Linear, DualData],
+        factors: LayerFactors,
+        seed: int,
+    ) -> SearchState | None:
+        """The two-valued search of :mod:`fedleak.attacks.spear_binary`, for a binary head only.
+
+        Takes up to a quarter of the time budget; ``None`` (the sparse search follows) when
+        the head is not binary or no B two-valued columns explain the gradient.
+        """
+        config = self.config
+        assert isinstance(config, SpearConfig)
+        module, full = layer
+        head = binary_head(model, module, update)
+        if head is None:
+            return None
+        live = factors.live
+        deadline = time.monotonic() + config.scaled(config.time_budget_s) / 4
+        columns = two_valued_columns(
+            factors.basis[live],
+            head.to(factors.grad.device, torch.float64)[live],
+            factors.tol,
+            deadline,
+            torch.Generator(device=factors.grad.device).manual_seed(seed),
+        )
+        stacked = binary_head_batch(factors, full, columns, deadline)
+        if stacked is None:
+            return None
+        return SearchState(kept=len(columns), assembled=stacked)
 
     def _search(
         self,
@@ -357,7 +355,7 @@ class SpearAttack(Attack):
         confidence = check.agreement
         if state.assembled is None:
             confidence = torch.where(check.undetermined, 0.0, confidence)
-        out_dtype = update.global_params[_prefixed(factors.layer, "weight")].dtype
+        out_dtype = update.global_params[parameter_name(factors.layer, "weight")].dtype
         return Reconstruction(
             inputs=shaped.cpu().numpy().astype(out_dtype),
             labels=labels,

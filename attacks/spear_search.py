@@ -44,6 +44,8 @@ _GUIDED_PERIOD = 8
 """Random-sampling batches between two guided (reweighted least-squares) rounds."""
 _NOISY = 1e-2
 """``s_(B+1) / s_B`` above which the gradient's zeros are no longer exact enough to find."""
+_ROUNDING = 1e-5
+"""``s_B / s_1`` below which the B-th direction is float rounding: the gradient has rank < B."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class SearchFacts:
         ``s_(B+1) / s_B`` of ``[dL/dW | dL/db]``.
     min_zeros : int
         Zero rows a column needs to be accepted.
+    weakest : float
+        ``s_B / s_1``: how far the B-th direction stands above rounding.
     """
 
     batch: int
@@ -166,6 +170,7 @@ class SearchFacts:
     live: int
     noise: float
     min_zeros: int
+    weakest: float = 1.0
 
 
 def failure_reason(
@@ -179,7 +184,13 @@ def failure_reason(
     layer = f"{facts.live} live of {facts.neurons} neurons, noise s_(B+1)/s_B {facts.noise:.1e}"
     if counts:
         layer += f", found columns zero on {min(counts)}-{max(counts)} live neurons"
-    if facts.noise > _NOISY:
+    if facts.noise > _NOISY and facts.weakest < _ROUNDING:
+        cause = (
+            f"the gradient has rank < B = {facts.batch}: the samples' ReLU patterns span fewer "
+            "than B directions (inputs this alike leave the batch mixed in the update; no "
+            "attack on this layer can separate it), or a defense's noise fills the spectrum"
+        )
+    elif facts.noise > _NOISY:
         cause = (
             "the gradient is not rank B within the noise, so the exact zeros of dL/dZ "
             "that locate the columns are lost (a defense, or float rounding)"

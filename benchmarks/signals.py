@@ -24,12 +24,12 @@ Scores per recovered signal (after Hungarian matching): MSE, PSNR over the true 
 and Pearson correlation. Claim checked (exit 1 when it does not hold): analytic recovers every
 signal of every set exactly, and SPEAR every signal of the ``--spear-claim`` sets (PSNR >=
 ``--exact-db`` and Pearson > 0.9999), so the report's conclusion does not hold in its own
-threat model. SPEAR's claim covers PigCVP, whose 52 classes make the layer after the ReLU
-wide enough for SPEAR's input-side search (the report's power traces are classified into the
-256 values of a key byte, wider still). On GunPoint's 2-class network only the paper's random
-submatrix search is left, and GunPoint's series are so alike that few neurons separate them:
-its SPEAR row is printed as measured, outside the claim. What inverting gradients recovers is
-printed as measured, with one line saying what it is.
+threat model. On GunPoint's 2-class network SPEAR's sparse search alone fails (the series are
+so alike that a batch's 66-77 live neurons share a few dozen ReLU patterns, and a sample's
+zero rows no longer pin its column); the two-valued search behind a binary head
+(:mod:`fedleak.attacks.spear_binary`) recovers them. On PigCVP's 52 classes the input-side search
+does. What inverting gradients recovers is printed as measured, with one line saying what
+it is.
 
     python benchmarks/signals.py                      # gunpoint and pigcvp, 4 updates each
     python benchmarks/signals.py --ig-iterations 2000 --signals 2
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", nargs="+", default=["gunpoint", "pigcvp"])
     parser.add_argument("--signals", type=int, default=4, help="updates per attack")
     parser.add_argument("--spear-batch", type=int, default=4)
-    parser.add_argument("--spear-claim", nargs="*", default=["pigcvp"])
+    parser.add_argument("--spear-claim", nargs="*", default=["gunpoint", "pigcvp"])
     parser.add_argument("--spear-budget", type=float, default=30.0)
     parser.add_argument("--ig-iterations", type=int, default=1000)
     parser.add_argument("--exact-db", type=float, default=60.0)

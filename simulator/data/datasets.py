@@ -2,8 +2,9 @@
 
 Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
 shaped ``(N, C, H, W)`` and int64 labels, or flat rows of another modality (``domain``):
-tables (``fair`` offline, ``adult`` from OpenML: :mod:`.tabular_datasets`) and 1-D signals
-(``gunpoint``, ``pigcvp``: :mod:`.signal_datasets`). Offline images:
+tables (``fair`` and ``anes96`` offline, ``adult`` from OpenML:
+:mod:`fedleak.simulator.data.tabular_datasets`) and 1-D signals (``gunpoint``, ``pigcvp``:
+:mod:`fedleak.simulator.data.signal_datasets`). Offline images:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
@@ -377,6 +378,7 @@ def _deferred(path: str, doc: str) -> DatasetLoader:
 
 _MODALITY_SETS = {  # name: (module of its loader, description)
     "fair": ("tabular", "statsmodels' fair: 6,366 rows, 5 discrete + 3 continuous; offline."),
+    "anes96": ("tabular", "statsmodels' anes96: 944 voters, 7 discrete + 2 continuous; offline."),
     "adult": ("tabular", "UCI Adult from OpenML: 48,842 rows, 8 discrete + 6 continuous."),
     "gunpoint": ("signal", "UCR GunPoint: 200 z-normalised series of 150 samples; offline."),
     "pigcvp": ("signal", "UCR PigCVP: 312 z-normalised series of 2,000 samples; offline."),

@@ -6,6 +6,13 @@
   32 % do; the ``affairs`` column itself is left out, it is the label). Discrete features: the
   marriage rating, religiousness, education and both occupations; continuous: age, years
   married and number of children (interval-coded numbers, compared in years and children).
+- ``anes96``: statsmodels' ``anes96`` data (the 1996 American National Election Study, 944
+  voters; Rosenstone et al., ANES 1996 Time Series Study), shipped inside statsmodels
+  (offline). The task is the vote (Clinton or Dole). Discrete features: TV news days per week,
+  the voter's and their view of each candidate's left-right placement, party identification,
+  education and income bracket (24); continuous: age and the population of the voter's
+  place (thousands). 69 encoded columns: wide enough for SPEAR's B = 32, which ``fair``'s 30
+  columns are not (SPEAR needs B below the input width).
 - ``adult``: UCI Adult (Kohavi, "Scaling Up the Accuracy of Naive-Bayes Classifiers",
   KDD 1996), 48,842 census rows, income above 50K, the tabular set of TabLeak and SPEAR;
   fetched from OpenML into ``data_dir`` (network on first use), a
@@ -30,6 +37,8 @@ from fedleak.simulator.data.tabular import TabularEncoder, fit_encoder
 
 FAIR_DISCRETE = ("rate_marriage", "religious", "educ", "occupation", "occupation_husb")
 FAIR_CONTINUOUS = ("age", "yrs_married", "children")
+ANES96_DISCRETE = ("TVnews", "selfLR", "ClinLR", "DoleLR", "PID", "educ", "income")
+ANES96_CONTINUOUS = ("age", "popul")
 ADULT_DISCRETE = (
     "workclass",
     "education",
@@ -83,6 +92,18 @@ def load_fair(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
     labels = (frame["affairs"].to_numpy() > 0).astype(np.int64)
     return tabular_splits(
         "fair", columns, labels, FAIR_DISCRETE, FAIR_CONTINUOUS, seed, test_fraction
+    )
+
+
+def load_anes96(data_dir: Path, seed: int, test_fraction: float) -> DatasetSplits:
+    """statsmodels' ``anes96``: 944 rows, 7 discrete + 2 continuous features, 2 classes."""
+    from statsmodels.datasets import anes96
+
+    frame = anes96.load_pandas().data
+    columns = {c: frame[c].to_numpy() for c in (*ANES96_DISCRETE, *ANES96_CONTINUOUS)}
+    labels = frame["vote"].to_numpy().astype(np.int64)
+    return tabular_splits(
+        "anes96", columns, labels, ANES96_DISCRETE, ANES96_CONTINUOUS, seed, test_fraction
     )
 
 

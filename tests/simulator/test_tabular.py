@@ -72,6 +72,13 @@ def test_fair_is_tabular_offline_and_decodes_to_original_units(tmp_path: Path) -
     assert train.subset(np.arange(3)).encoder is train.encoder
 
 
+def test_anes96_is_offline_and_wide_enough_for_spear_at_b32(tmp_path: Path) -> None:
+    train = load_dataset("anes96", data_dir=tmp_path, seed=0, test_fraction=0.2).train
+    assert train.num_classes == 2 and train.input_shape == (69,)
+    row = train.encoder.decode(train.inputs[:1])[0]
+    assert row["income"] in {str(i) for i in range(1, 25)} and 18 <= round(row["age"]) <= 95
+
+
 @pytest.mark.parametrize(
     ("name", "length", "classes"), [("gunpoint", 150, 2), ("pigcvp", 2000, 52)]
 )

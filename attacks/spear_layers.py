@@ -1,0 +1,75 @@
+"""Where SPEAR attacks: the first ``nn.Linear`` + ReLU on the input, and what follows it.
+
+Layers are taken in ``named_modules()`` order, the forward order of ``nn.Sequential`` models.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fedleak.attacks.types import InterceptedUpdate
+
+
+def relu_input_layer(model: nn.Module, input_numel: int) -> tuple[str, nn.Linear] | str:
+    """The model's first layer if it is ``nn.Linear`` (with bias) on the input, then ReLU.
+
+    Returns the layer's name and module, or the reason it does not qualify. Layers are
+    taken in ``named_modules()`` order, the forward order of ``nn.Sequential`` models.
+    """
+    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    for index, (name, module) in enumerate(leaves):
+        if next(module.parameters(recurse=False), None) is None:
+            continue
+        if not isinstance(module, nn.Linear) or module.bias is None:
+            what = (
+                "nn.Linear without bias" if isinstance(module, nn.Linear) else type(module).__name__
+            )
+            return (
+                f"the model's first parametrised layer {name!r} is a {what}: SPEAR needs an "
+                "nn.Linear with bias on the input"
+            )
+        if module.in_features != input_numel:
+            return (
+                f"layer {name!r} has in_features={module.in_features}, not the "
+                f"{input_numel}-dimensional input: it would recover features, not the data"
+            )
+        follower = leaves[index + 1][1] if index + 1 < len(leaves) else None
+        if not isinstance(follower, nn.ReLU):
+            return (
+                f"layer {name!r} is followed by {type(follower).__name__}, not ReLU: SPEAR needs "
+                "the zeros ReLU puts in dL/dZ"
+            )
+        return name, module
+    return "the model has no parametrised layer"
+
+
+def following_linear(model: nn.Module, layer: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The ``nn.Linear`` that takes ``layer``'s ReLU output directly, if there is one."""
+    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    for index, (_, module) in enumerate(leaves[:-2]):
+        if module is layer:
+            name, after = leaves[index + 2]
+            fits = isinstance(after, nn.Linear) and after.in_features == layer.out_features
+            return (name, after) if fits and isinstance(leaves[index + 1][1], nn.ReLU) else None
+    return None
+
+
+def parameter_name(prefix: str, leaf: str) -> str:
+    """``prefix.leaf``, or ``leaf`` for a model that is the layer itself."""
+    return f"{prefix}.{leaf}" if prefix else leaf
+
+
+def binary_head(
+    model: nn.Module, layer: nn.Linear, update: InterceptedUpdate
+) -> torch.Tensor | None:
+    """``v = W2[0] - W2[1]`` ``(M,)`` when ``layer``'s ReLU feeds a two-output head.
+
+    With cross-entropy, every sample's gradient at the ReLU output is a multiple of ``v``
+    (:mod:`fedleak.attacks.spear_binary`). ``None`` for any other head or loss.
+    """
+    found = following_linear(model, layer)
+    if found is None or found[1].out_features != 2 or update.hyperparams.loss != "cross_entropy":
+        return None
+    weight = found[1].weight.detach()
+    return weight[0] - weight[1]
