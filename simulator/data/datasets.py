@@ -2,9 +2,8 @@
 
 Every data set loads to :class:`ArrayDataset` objects holding float32 images in ``[0, 1]``
 shaped ``(N, C, H, W)`` and int64 labels, or flat rows of another modality (``domain``):
-tables (``fair`` and ``anes96`` offline, ``adult`` from OpenML:
-:mod:`fedleak.simulator.data.tabular_datasets`) and 1-D signals (``gunpoint``, ``pigcvp``:
-:mod:`fedleak.simulator.data.signal_datasets`). Offline images:
+tables (``fair`` and ``anes96`` offline, ``adult`` from OpenML: :mod:`.tabular_datasets`) and
+1-D signals (``gunpoint``, ``pigcvp``: :mod:`.signal_datasets`). Offline images:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (the default);
 - ``lfw``: scikit-image's Labeled Faces in the Wild subset, 200 images of 25x25 (the data set
@@ -13,10 +12,9 @@ tables (``fair`` and ``anes96`` offline, ``adult`` from OpenML:
 - ``photos``: natural RGB photographs, 32x32 crops of scikit-image's bundled colour photos
   (:data:`PHOTOS`), one class per photo: CIFAR-like inputs for the attacks, offline.
 
-``mnist``, ``fashion_mnist`` and ``cifar10`` come from ``torchvision.datasets`` and are
-downloaded into ``data_dir`` on first use; offline that fails with
-:class:`DatasetUnavailableError`. ``huggingface`` loads any Hugging Face data set through
-Flower Datasets' ``FederatedDataset`` (:mod:`fedleak.simulator.data.hf_datasets`).
+``mnist``, ``fashion_mnist`` and ``cifar10`` come from ``torchvision.datasets``, downloaded into
+``data_dir`` on first use (offline: :class:`DatasetUnavailableError`). ``huggingface``
+(:mod:`.hf_datasets`) loads any Hugging Face data set through Flower Datasets' ``FederatedDataset``.
 
 Your own data (:mod:`fedleak.simulator.plugins`): a data set's name may be the import path of a
 loader function (Hydra's ``_target_``), and installed packages add loaders under the
@@ -384,8 +382,7 @@ _MODALITY_SETS = {  # name: (module of its loader, description)
     "pigcvp": ("signal", "UCR PigCVP: 312 z-normalised series of 2,000 samples; offline."),
 }
 for _name, (_module, _doc) in _MODALITY_SETS.items():
-    _loader = f"fedleak.simulator.data.{_module}_datasets.load_{_name}"
-    register_dataset(_name, _deferred(_loader, _doc))
+    register_dataset(_name, _deferred(f"{__package__}.{_module}_datasets.load_{_name}", _doc))
 
 
 def _load_huggingface(
@@ -393,8 +390,7 @@ def _load_huggingface(
 ) -> DatasetSplits:
     """Hugging Face data via FederatedDataset: a hub name (network), local files (offline).
 
-    ``dataset.args.path`` and the other settings:
-    :func:`fedleak.simulator.data.hf_datasets.load_huggingface`.
+    ``dataset.args.path`` and the other settings: :func:`.hf_datasets.load_huggingface`.
     """
     from fedleak.simulator.data.hf_datasets import load_huggingface
 
