@@ -42,6 +42,7 @@ from fedleak.attacks.fedavg import (
 )
 from fedleak.attacks.input_priors import (
     Prior,
+    default_prior_weight,
     initial_inputs,
     input_prior,
     project_,
@@ -65,10 +66,18 @@ class InvertingGradientsConfig(AttackConfig):
         Optimiser steps per restart at ``effort=default`` (scaled by the effort).
     lr : float
         Adam step size before decay.
-    tv_weight : float
+    tv_weight : float | None
         ``alpha`` of eq. 13, the weight of the modality's smoothness prior
         (:mod:`fedleak.attacks.input_priors`): 2-D TV on images shaped ``(C, H, W)``, 1-D TV on
-        signals, none on tables.
+        signals, none on tables. Relative to the matching term when ``tv_relative``.
+        ``None``: chosen for the model (:func:`fedleak.attacks.input_priors.default_prior_weight`:
+        0 behind a dense first layer, else 0.01 relative).
+    tv_relative : bool
+        Scale ``tv_weight`` at the start of each restart by ``|dL/dx| / |dTV/dx|``, the
+        ratio of the matching term's and the prior's input gradients there, so that the
+        prior's share of the signed step does not depend on the model's gradient scale (an
+        untrained sigmoid LeNet's matching gradient is ~1e-7, a ReLU CNN's ~1e-2).
+        ``False``: ``tv_weight`` is eq. 13's absolute ``alpha``.
     restarts : int
         Independent random initialisations; the one with the lowest final matching loss wins.
     signed_gradients : bool
@@ -87,9 +96,10 @@ class InvertingGradientsConfig(AttackConfig):
         Weight of that term beside the cosine term.
     """
 
-    iterations: int = 200
+    iterations: int = 500
     lr: float = 0.1
-    tv_weight: float = 1e-4
+    tv_weight: float | None = None
+    tv_relative: bool = True
     restarts: int = 1
     signed_gradients: bool = True
     lr_decay: bool = True
@@ -101,7 +111,9 @@ class InvertingGradientsConfig(AttackConfig):
         super().__post_init__()
         self.require(">= 1", "iterations", "restarts")
         self.require("> 0", "lr")
-        self.require(">= 0", "tv_weight", "batchnorm_weight")
+        self.require(">= 0", "batchnorm_weight")
+        if self.tv_weight is not None:
+            self.require(">= 0", "tv_weight")
 
 
 def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -187,6 +199,13 @@ class MatchingProblem:
         """The cosine term at ``x``; ``inf`` when not finite."""
         value = float(self.target.loss_and_grad(self.candidate(x, create_graph=False))[0].item())
         return value if np.isfinite(value) else float("inf")
+
+    def prior_scale(self, x: torch.Tensor) -> float:
+        """``|dL/dx| / |dTV/dx|`` at ``x``: the matching term's gradient in prior units."""
+        matching = self.objective_gradient(x, 0.0)
+        (prior,) = torch.autograd.grad(self.smoothness(x), [x])
+        ratio = float(matching.norm() / prior.norm().clamp_min(1e-30))
+        return ratio if math.isfinite(ratio) else 0.0
 
     def objective_gradient(self, x: torch.Tensor, tv_weight: float) -> torch.Tensor:
         """``d/dx [L(u(x)) + tv_weight * TV(x) + prior_weight * R_BN(x)]``, one backward pass."""
@@ -317,7 +336,11 @@ class InvertingGradientsAttack(Attack):
         )
         shape = (schedule.num_samples, *update.input_shape)
         smoothness = input_prior(update.input_domain, update.input_shape)
-        tv_weight = cfg.tv_weight if smoothness is not None else 0.0
+        tv_weight = cfg.tv_weight
+        if tv_weight is None:
+            tv_weight = default_prior_weight(model, update.input_shape)
+        if smoothness is None:
+            tv_weight = 0.0
         if smoothness is not None:
             problem = replace(problem, smoothness=smoothness)
         generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -354,6 +377,8 @@ class InvertingGradientsAttack(Attack):
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
         x = init.clone().requires_grad_(True)
+        if cfg.tv_relative and tv_weight > 0:
+            tv_weight *= problem.prior_scale(x)
         optimizer = torch.optim.Adam([x], lr=cfg.lr)
         iterations = cfg.scaled_count(cfg.iterations)
         decay_at = [int(iterations * f) for f in DECAY_POINTS] if cfg.lr_decay else []

@@ -186,9 +186,10 @@ def failure_reason(
         layer += f", found columns zero on {min(counts)}-{max(counts)} live neurons"
     if facts.noise > _NOISY and facts.weakest < _ROUNDING:
         cause = (
-            f"the gradient has rank < B = {facts.batch}: the samples' ReLU patterns span fewer "
-            "than B directions (inputs this alike leave the batch mixed in the update; no "
-            "attack on this layer can separate it), or a defense's noise fills the spectrum"
+            f"the gradient has rank < B = {facts.batch}: fewer than B samples left independent "
+            "traces, because their ReLU patterns span fewer than B directions (alike inputs), "
+            "or the model fits some so well that their loss gradient vanishes, or a defense's "
+            "noise fills the spectrum; no attack on this layer can separate such a batch"
         )
     elif facts.noise > _NOISY:
         cause = (

@@ -67,20 +67,34 @@ def update_for(
     return model, update, result.used_inputs, result.used_labels
 
 
+def _weight(text: str) -> float | None:
+    return None if text == "rule" else float(text)
+
+
+def _label(weight: float | None) -> str:
+    return "rule" if weight is None else f"{weight:g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--cases", nargs="+", default=["lenet:photos", "lenet:lfw", "mlp:digits"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--tv", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 5e-2])
+    parser.add_argument(
+        "--tv",
+        type=_weight,
+        nargs="+",
+        default=[None, 1e-4, 1e-3, 1e-2],
+        help="TV weights; 'rule': the attack's own default (tv_weight=None)",
+    )
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 500])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--param", action="append", default=[], help="extra KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(1)
     extra = {k: eval(v) for k, v in (p.split("=", 1) for p in args.param)}
-    print("case  B  iterations  " + "  ".join(f"tv={t:g}" for t in args.tv) + "  best_tv")
+    print("case  B  iterations  " + "  ".join(f"tv={_label(t)}" for t in args.tv) + "  best_tv")
     for case in args.cases:
         model_name, kind = case.split(":")
         for size in args.batch_sizes:
@@ -104,7 +118,7 @@ def main() -> None:
                     means.append(float(np.mean(psnrs)))
                 best = args.tv[int(np.argmax(means))]
                 cells = "  ".join(f"{m:8.2f}" for m in means)
-                print(f"{case}  {size}  {iterations}  {cells}  {best:g}", flush=True)
+                print(f"{case}  {size}  {iterations}  {cells}  {_label(best)}", flush=True)
 
 
 if __name__ == "__main__":

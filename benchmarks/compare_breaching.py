@@ -108,7 +108,9 @@ def make_case(
 def run_fedleak(
     model: torch.nn.Module, update: InterceptedUpdate, iterations: int, tv: float, seed: int
 ) -> tuple[np.ndarray, float]:
-    cfg = InvertingGradientsConfig(iterations=iterations, tv_weight=tv, restarts=1)
+    cfg = InvertingGradientsConfig(
+        iterations=iterations, tv_weight=tv, tv_relative=False, restarts=1
+    )
     start = time.perf_counter()
     result = InvertingGradientsAttack(cfg).reconstruct(
         model, update, device=torch.device("cpu"), seed=seed

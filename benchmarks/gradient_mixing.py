@@ -145,7 +145,11 @@ def main() -> int:
     train = load_dataset(args.dataset, data_dir=Path("data"), seed=0, test_fraction=0.2).train
     spec = ModelSpec(args.model, tuple(int(s) for s in train.input_shape), train.num_classes)
     params = {
-        "inverting_gradients": {"iterations": args.iterations, "tv_weight": 1e-6},
+        "inverting_gradients": {
+            "iterations": args.iterations,
+            "tv_weight": 1e-6,
+            "tv_relative": False,
+        },
         "dlg": {"iterations": args.iterations},
     }
     device = torch.device("cpu")

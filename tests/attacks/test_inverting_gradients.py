@@ -354,12 +354,12 @@ def test_fedavg_variant_runs_on_cuda() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_lenet_32x32_photo_beats_initialisation_by_10_db(seed: int) -> None:
-    """Acceptance: one 32x32 image on DLG's sigmoid LeNet, >= 10 dB over the random start.
-
-    On this untrained sigmoid LeNet the cosine term's gradient is tiny, so a light TV weight
-    (1e-6 rather than the default 1e-4) keeps TV from steering the signed steps.
-    """
+def test_lenet_32x32_photo_at_the_defaults_beats_the_absolute_prior(seed: int) -> None:
+    """One 32x32 image on DLG's sigmoid LeNet: the defaults (prior weighted relative to the
+    matching term) gain >= 18 dB over the random start, >= 5 dB more than eq. 13's former
+    absolute weight 1e-4 (measured 30.2-30.3 dB against 20.8-21.5 dB, start 9.8 dB): on this
+    network the cosine term's input gradient is ~1e-7, so an absolute TV weight steers every
+    signed step."""
     from tests.attacks.cases import cat_image, lenet
     from tests.attacks.cases import psnr as psnr_db
     from tests.attacks.cases import sgd_update as lenet_update
@@ -369,10 +369,26 @@ def test_lenet_32x32_photo_beats_initialisation_by_10_db(seed: int) -> None:
     try:
         model, image = lenet(seed), cat_image()
         update = lenet_update(model, image, torch.tensor([3]))
-        attack = InvertingGradientsAttack(InvertingGradientsConfig(iterations=300, tv_weight=1e-6))
-        result = attack.reconstruct(model, update, device=CPU, seed=0)
+        default = InvertingGradientsAttack(InvertingGradientsConfig(iterations=300))
+        result = default.reconstruct(model, update, device=CPU, seed=0)
+        absolute = InvertingGradientsConfig(iterations=300, tv_weight=1e-4, tv_relative=False)
+        former = InvertingGradientsAttack(absolute).reconstruct(model, update, device=CPU, seed=0)
     finally:
         torch.set_num_threads(threads)
     assert result.initial_inputs is not None
     baseline = psnr_db(result.initial_inputs, image.numpy())
-    assert psnr_db(result.inputs, image.numpy()) >= baseline + 10.0
+    reached = psnr_db(result.inputs, image.numpy())
+    assert reached >= baseline + 18.0
+    assert reached >= psnr_db(former.inputs, image.numpy()) + 5.0
+
+
+def test_the_prior_is_off_behind_a_dense_first_layer() -> None:
+    """The dense mlp's gradient fixes its input: any prior costs (98 dB without, 45 with)."""
+    from fedleak.attacks.input_priors import RELATIVE_PRIOR_WEIGHT, default_prior_weight
+    from fedleak.simulator.models.architectures import ModelSpec, build_model
+
+    shape = (3, 32, 32)
+    assert default_prior_weight(build_model(ModelSpec("mlp", shape, 10), seed=0), shape) == 0.0
+    for name in ("lenet", "cnn"):
+        model = build_model(ModelSpec(name, shape, 10), seed=0)
+        assert default_prior_weight(model, shape) == RELATIVE_PRIOR_WEIGHT
