@@ -60,6 +60,7 @@ from benchmarks.dlg_verdicts import (  # noqa: E402
     Verdict,
     study_verdicts,
 )
+from benchmarks.sweep_problems import split_settled  # noqa: E402
 from fedleak.simulator.sweep.summary import mean_std  # noqa: E402
 
 ATTACK_PARAMS: dict[str, float | int | bool] = {
@@ -185,14 +186,9 @@ def load_runs(sweep_dir: Path) -> tuple[list[Run], list[Problem], list[str]]:
 
 
 def unsettled(runs: list[Run], problems: list[Problem]) -> tuple[list[str], list[str]]:
-    """(problems no other run settles, problems whose combination ran ok in another job).
-
-    A job that failed (say, Ray could not start on a loaded machine) and was run again ok,
-    in the same or a later sweep, leaves the measurement whole.
-    """
-    done = {replace(r, psnr=0.0) for r in runs if not math.isnan(r.psnr)}
-    broken = [m for m, run in problems if replace(run, psnr=0.0) not in done]
-    return broken, [m for m, run in problems if replace(run, psnr=0.0) in done]
+    """(problems no other run settles, problems whose combination ran ok in another job)."""
+    finished = [replace(r, psnr=0.0) for r in runs if not math.isnan(r.psnr)]
+    return split_settled(((m, replace(run, psnr=0.0)) for m, run in problems), finished)
 
 
 def print_table(runs: list[Run]) -> None:

@@ -41,6 +41,7 @@ import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.sweep_problems import split_settled  # noqa: E402
 from fedleak import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
 from fedleak.attacks import create_attack, execute_attack  # noqa: E402
 from fedleak.attacks.losses import model_gradient  # noqa: E402
@@ -111,14 +113,30 @@ def _override(overrides: list[str], key: str) -> str:
     return next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key)
 
 
-def load_federation_runs(sweep_dir: Path) -> tuple[list[FederationRun], list[str]]:
+Combination = tuple[str, int, int]
+"""(mixing strategy, batch size, seed): what one job of part 1 measures."""
+
+
+def _combination(job: dict[str, Any]) -> Combination:
+    return (
+        STRATEGIES[_override(job["overrides"], "defense")],
+        int(_override(job["overrides"], "federation.batch_size")),
+        int(job["seed"]),
+    )
+
+
+def load_federation_runs(
+    sweep_dir: Path,
+) -> tuple[list[FederationRun], list[tuple[str, Combination]]]:
     """Part 1's finished runs: accuracy after the last round, recovery over attacked updates;
-    and the jobs that did not finish ok or were not attacked (a broken measurement)."""
-    runs, problems = [], []
+    and the jobs that did not finish ok or were not attacked, each with its combination."""
+    runs: list[FederationRun] = []
+    problems: list[tuple[str, Combination]] = []
     for job_file in sorted(sweep_dir.glob("job-*/job.json")):
         job = json.loads(job_file.read_text(encoding="utf-8"))
+        name = f"{sweep_dir.name}/{job_file.parent.name}"
         if job.get("status") != "ok":
-            problems.append(f"{job_file.parent.name}: job status {job.get('status')!r}")
+            problems.append((f"{name}: job status {job.get('status')!r}", _combination(job)))
             continue
         run_dir = sweep_dir / job["run_dir"]
         training = [json.loads(line) for line in (run_dir / "training.jsonl").open()]
@@ -128,19 +146,19 @@ def load_federation_runs(sweep_dir: Path) -> tuple[list[FederationRun], list[str
             rate = row["recovery_rate"] if row["status"] == "ok" else None
             key = (row["round"], row["node_id"])
             best[key] = max(best[key], rate if rate is not None and rate == rate else 0.0)
+        if not best:
+            problems.append((f"{name}: no attacked update", _combination(job)))
+            continue
+        strategy, batch, seed = _combination(job)
         runs.append(
             FederationRun(
-                strategy=STRATEGIES[_override(job["overrides"], "defense")],
-                batch=int(_override(job["overrides"], "federation.batch_size")),
-                seed=int(job["seed"]),
+                strategy=strategy,
+                batch=batch,
+                seed=seed,
                 accuracy=float(training[-1]["test_accuracy"]),
-                recovery=float(np.mean(list(best.values()))) if best else math.nan,
+                recovery=float(np.mean(list(best.values()))),
             )
         )
-        if not best:
-            problems.append(f"{job_file.parent.name}: no attacked update")
-    if not runs:
-        problems.append(f"{sweep_dir}: no finished job")
     return runs, problems
 
 
@@ -314,11 +332,16 @@ def main() -> int:
             sweep_dir, wall = sweep(args)
             print(f"part 1: sweep with --jobs {args.jobs}: {wall:.0f} s ({sweep_dir})")
             sweep_dirs = [sweep_dir]
-        runs = []
+        runs: list[FederationRun] = []
+        failures: list[tuple[str, Combination]] = []
         for sweep_dir in sweep_dirs:  # a grid run in parts is summarised together
-            found, broken = load_federation_runs(sweep_dir)
+            found, failed = load_federation_runs(sweep_dir)
             runs += found
-            problems += broken
+            failures += failed
+        broken, settled = split_settled(failures, [(r.strategy, r.batch, r.seed) for r in runs])
+        for message in settled:
+            print(f"failed, then run again ok: {message}")
+        problems += broken + ([] if runs else ["part 1: no finished job"])
         print_federation_table(runs)
         verdicts += mixing_verdicts(runs)
     if args.part in ("all", "map"):

@@ -6,12 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,7 @@ import pytest
 
 from fedleak.simulator.cli import main
 from fedleak.simulator.sweep.summary import SUMMARY_PNG, SUMMARY_TXT, SWEEP_CSV
+from tests.ray_head import RayHead, private_ray_head
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +79,6 @@ def test_multirun_writes_one_run_per_combination_and_the_summary(
     assert capsys.readouterr().out == text
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _ray_job_server_deps() -> str | None:
     """Why a Ray head here cannot serve jobs (``ray[default]`` missing), or ``None``."""
     import ray._private.utils
@@ -96,46 +87,24 @@ def _ray_job_server_deps() -> str | None:
     return None if error is None else f"Ray's job server needs ray[default]: {error}"
 
 
-@pytest.fixture
-def ray_head() -> Iterator[str]:
-    """A Ray head of this test's own (``ray start --head --block`` on free ports, its own
-    temp dir), stopped by its process group when the test ends; yields the job server URL."""
-    if (missing := _ray_job_server_deps()) is not None:
-        pytest.skip(missing)
+def _job_server_answers(head: RayHead) -> bool:
     from ray.job_submission import JobSubmissionClient
 
-    temp = Path(tempfile.mkdtemp(prefix="fl-ray-"))  # short: Ray's socket paths are limited
-    dashboard = _free_port()
-    command = [
-        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-        f"--port={_free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-        f"--ray-client-server-port={_free_port()}", "--include-dashboard=true", "--num-cpus=4",
-        f"--temp-dir={temp}", "--disable-usage-stats",
-    ]  # fmt: skip
-    with (temp / "head.log").open("w") as log:
-        head = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert head.poll() is None, (temp / "head.log").read_text()[-3000:]
-            try:
-                JobSubmissionClient(address)
-                break
-            except Exception:
-                assert time.monotonic() < deadline, "the Ray head's job server never answered"
-                time.sleep(2)
-        yield address
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops every process it started
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+        JobSubmissionClient(head.dashboard_url)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def ray_head() -> Iterator[str]:
+    """A Ray head of this test's own with its job server; yields the job server URL."""
+    if (missing := _ray_job_server_deps()) is not None:
+        pytest.skip(missing)
+    with private_ray_head(num_cpus=4, dashboard=True, ready=_job_server_answers) as head:
+        assert head.dashboard_url is not None
+        yield head.dashboard_url
 
 
 def test_multirun_submits_its_jobs_to_a_ray_cluster(ray_head: str, tmp_path: Path) -> None:
