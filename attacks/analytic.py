@@ -32,6 +32,7 @@ from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
 from fedleak.attacks.fedavg import local_step_count
+from fedleak.attacks.first_layer import dense_input_layer
 from fedleak.attacks.input_labels import labels_from_inputs
 from fedleak.attacks.losses import effective_batch_size
 from fedleak.attacks.registry import register_attack
@@ -157,12 +158,7 @@ def is_first_layer(model: nn.Module, layer: nn.Module, input_numel: int) -> bool
 
     Parameter-free modules before it (``Flatten``) are assumed to only reshape.
     """
-    for module in model.modules():
-        if module is layer:
-            return isinstance(layer, nn.Linear) and layer.in_features == input_numel
-        if any(True for _ in module.parameters(recurse=False)):
-            return False
-    return False
+    return layer is not None and dense_input_layer(model, input_numel) is layer
 
 
 def single_gradient_reason(update: InterceptedUpdate) -> str | None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fedleak.attacks.first_layer import dense_input_layer
 from fedleak.attacks.name_table import Registry
 from fedleak.attacks.types import InputDomain
 
@@ -123,13 +124,5 @@ def default_prior_weight(model: nn.Module, input_shape: tuple[int, ...]) -> floa
     LFW face, 4 and 2 dB on photos through the ReLU CNN; on the dense mlp on digits any
     prior costs (relative 0.01: 45 dB, none: 98 dB).
     """
-    for module in model.modules():
-        if next(module.children(), None) is not None:
-            continue
-        if next(module.parameters(recurse=False), None) is None:
-            continue
-        dense = isinstance(module, nn.Linear) and module.bias is not None
-        return (
-            0.0 if dense and module.in_features == math.prod(input_shape) else RELATIVE_PRIOR_WEIGHT
-        )
-    return RELATIVE_PRIOR_WEIGHT
+    dense = dense_input_layer(model, math.prod(input_shape)) is not None
+    return 0.0 if dense else RELATIVE_PRIOR_WEIGHT

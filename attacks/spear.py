@@ -240,9 +240,7 @@ class SpearAttack(Attack):
         size = int(factors.live.sum())
         min_zeros = max(batch + 1, math.ceil(config.sparsity_threshold * size))
         weakest = float(factors.sing[batch - 1] / factors.sing[0])
-        facts = SearchFacts(
-            batch, factors.basis.shape[0], size, factors.noise, min_zeros, weakest
-        )
+        facts = SearchFacts(batch, factors.basis.shape[0], size, factors.noise, min_zeros, weakest)
         if factors.noise > _HOPELESS:  # no exact zeros to find: do not spend the budget
             raise ValueError(failure_reason(SearchState(), facts, 0.0, None))
         full = DualData(

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedleak.attacks.spear_sampling import _null_basis
-from fedleak.attacks.spear_solve import LayerFactors, check_batch
+from fedleak.attacks.spear_sampling import null_basis
+from fedleak.attacks.spear_solve import LayerFactors, check_batch, scaled_inputs
 from fedleak.attacks.spear_state import DualData
 
 _DRAWS = 4096
@@ -82,7 +82,7 @@ def _candidates(
     chosen = picks[keys.topk(width, dim=1).indices]  # (P, B) distinct rows each
     forms = torch.rand(_DRAWS, width, generator=gen, device=unit.device) < share
     augmented = torch.cat([unit[chosen], -forms.to(unit.dtype)[..., None]], dim=-1)
-    return _null_basis(augmented, 1)[:, :, 0]
+    return null_basis(augmented, 1)[:, :, 0]
 
 
 def _two_valued(
@@ -208,8 +208,7 @@ def binary_head_batch(
         picked = torch.tensor(chunk, dtype=torch.int64, device=factors.right.device)
         for subset in picked[_consistent(factors, layer, columns, picked)]:
             directions = torch.stack([columns[int(i)].q for i in subset], dim=1)
-            unscaled = torch.linalg.solve(directions, factors.right)
-            stacked = unscaled / unscaled[:, -1:]
+            stacked = scaled_inputs(directions, factors.right)
             if check_batch(factors, stacked, layer).reproduces:
                 return stacked
     return None

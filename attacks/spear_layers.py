@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedleak.attacks.first_layer import first_parametrised_layer, leaf_modules
 from fedleak.attacks.types import InterceptedUpdate
 
 
@@ -17,41 +18,41 @@ def relu_input_layer(model: nn.Module, input_numel: int) -> tuple[str, nn.Linear
     Returns the layer's name and module, or the reason it does not qualify. Layers are
     taken in ``named_modules()`` order, the forward order of ``nn.Sequential`` models.
     """
-    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
-    for index, (name, module) in enumerate(leaves):
-        if next(module.parameters(recurse=False), None) is None:
-            continue
-        if not isinstance(module, nn.Linear) or module.bias is None:
-            what = (
-                "nn.Linear without bias" if isinstance(module, nn.Linear) else type(module).__name__
-            )
-            return (
-                f"the model's first parametrised layer {name!r} is a {what}: SPEAR needs an "
-                "nn.Linear with bias on the input"
-            )
-        if module.in_features != input_numel:
-            return (
-                f"layer {name!r} has in_features={module.in_features}, not the "
-                f"{input_numel}-dimensional input: it would recover features, not the data"
-            )
-        follower = leaves[index + 1][1] if index + 1 < len(leaves) else None
-        if not isinstance(follower, nn.ReLU):
-            return (
-                f"layer {name!r} is followed by {type(follower).__name__}, not ReLU: SPEAR needs "
-                "the zeros ReLU puts in dL/dZ"
-            )
-        return name, module
-    return "the model has no parametrised layer"
+    found = first_parametrised_layer(model)
+    if found is None:
+        return "the model has no parametrised layer"
+    name, module = found
+    if not isinstance(module, nn.Linear) or module.bias is None:
+        what = "nn.Linear without bias" if isinstance(module, nn.Linear) else type(module).__name__
+        return (
+            f"the model's first parametrised layer {name!r} is a {what}: SPEAR needs an "
+            "nn.Linear with bias on the input"
+        )
+    if module.in_features != input_numel:
+        return (
+            f"layer {name!r} has in_features={module.in_features}, not the "
+            f"{input_numel}-dimensional input: it would recover features, not the data"
+        )
+    leaves = leaf_modules(model)
+    index = next(i for i, (_, m) in enumerate(leaves) if m is module)
+    follower = leaves[index + 1][1] if index + 1 < len(leaves) else None
+    if not isinstance(follower, nn.ReLU):
+        return (
+            f"layer {name!r} is followed by {type(follower).__name__}, not ReLU: SPEAR needs "
+            "the zeros ReLU puts in dL/dZ"
+        )
+    return name, module
 
 
 def following_linear(model: nn.Module, layer: nn.Module) -> tuple[str, nn.Linear] | None:
     """The ``nn.Linear`` that takes ``layer``'s ReLU output directly, if there is one."""
-    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    leaves = leaf_modules(model)
     for index, (_, module) in enumerate(leaves[:-2]):
         if module is layer:
             name, after = leaves[index + 2]
-            fits = isinstance(after, nn.Linear) and after.in_features == layer.out_features
-            return (name, after) if fits and isinstance(leaves[index + 1][1], nn.ReLU) else None
+            if not isinstance(after, nn.Linear) or not isinstance(leaves[index + 1][1], nn.ReLU):
+                return None
+            return (name, after) if after.in_features == layer.out_features else None
     return None
 
 

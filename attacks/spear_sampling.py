@@ -39,7 +39,7 @@ _SOFT_POWERS = (2.0, 4.0, 8.0)
 """Sharpness of the row weights learnt from known columns (see :func:`row_weights`)."""
 
 
-def _null_basis(rows: torch.Tensor, dim: int) -> torch.Tensor:
+def null_basis(rows: torch.Tensor, dim: int) -> torch.Tensor:
     """Orthonormal bases ``(T, B, dim)`` of the null spaces of ``rows`` ``(T, B - dim, B)``."""
     count, taken, width = rows.shape
     eye = torch.eye(width, dtype=rows.dtype, device=rows.device)
@@ -70,7 +70,7 @@ def sample_candidates(
     # Gumbel top-k: rows drawn without replacement with probabilities ~ weight
     keys = weight.log() - (-keys.clamp_min(1e-300).log()).log()
     base = keys.topk(width - 1 - t, dim=1).indices
-    null = _null_basis(rows[base], t + 1)
+    null = null_basis(rows[base], t + 1)
     proj = torch.matmul(rows, null)  # (bases, M', t + 1): rows in null-space coordinates
     keys = torch.rand(bases, size, generator=gen, device=rows.device, dtype=rows.dtype)
     pivots = keys.scatter(1, base, -1.0).topk(_PAIRS_PER_BASE * t, dim=1).indices

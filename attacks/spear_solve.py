@@ -86,7 +86,16 @@ def from_columns(rows: torch.Tensor, state: SearchState, right: torch.Tensor) ->
         [torch.linalg.svd(rows[z], full_matrices=False)[2][-1] for z in state.zeros] or state.q,
         dim=1,
     )
-    unscaled = torch.linalg.solve(directions, right)  # Q'^{-1} R = diag(c) [X | 1]
+    return scaled_inputs(directions, right)
+
+
+def scaled_inputs(directions: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``[X | 1]`` ``(B, N+1)`` from B directions of ``Q`` (its columns, up to scale).
+
+    ``Q'^{-1} R = diag(c) [X | 1]`` for the unknown column scales ``c``; dividing each row by
+    its last entry removes them.
+    """
+    unscaled = torch.linalg.solve(directions, right)
     return unscaled / unscaled[:, -1:]
 
 

@@ -30,9 +30,9 @@ from fedleak.attacks.inverting_gradients import (
     CosineTarget,
     MatchingProblem,
     cosine_matching_loss,
-    label_orders,
     total_variation,
 )
+from fedleak.attacks.label_orders import label_orders
 from fedleak.attacks.losses import model_gradient, observed_gradient, training_loss
 from tests.attacks.cases import NUM_CLASSES, sgd_update
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedleak.attacks import Attack, register_attack
-from fedleak.attacks.registry import available_attacks
+from fedleak.attacks import Attack, register_attack, registry
 from fedleak.attacks.types import Disclosure, Reconstruction
 from fedleak.simulator.cli import main
 from fedleak.simulator.config.compose import load_experiment
@@ -21,7 +20,10 @@ class _NeedsLabels(Attack):
         raise NotImplementedError
 
 
-if _NeedsLabels.name not in available_attacks():
+@pytest.fixture(autouse=True)
+def _needs_labels_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module's tests see an attack that needs the labels; no other test module does."""
+    monkeypatch.setattr(registry, "ATTACKS", registry.ATTACKS.copy())
     register_attack(_NeedsLabels.name, _NeedsLabels)
 
 
