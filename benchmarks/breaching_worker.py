@@ -11,8 +11,10 @@ only torch, torchvision and breaching, so fedleak need not be installed there::
 Input (``torch.save`` of a dict): ``model`` (the module, train mode), ``gradients`` (list, in
 ``model.parameters()`` order), ``labels`` or ``None`` (``None``: breaching infers them with its
 shipped ``label_strategy``), ``num_data_points``, ``iterations``. Output: ``data``, ``labels``,
-``seconds``. The attack runs at breaching's shipped settings except ``max_iterations``; the
-data normalisation is the identity, so both tools optimise in the same [0, 1] pixel box.
+``seconds``. Optional: ``attack`` (a breaching attack config, default ``invertinggradients``),
+``device`` (default ``cpu``). The attack runs at breaching's shipped settings except
+``max_iterations`` (``None``: the shipped count too); the data normalisation is the identity,
+so both tools optimise in the same [0, 1] pixel box.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import logging
 import sys
 import time
 import warnings
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -41,6 +42,13 @@ def _declare_torchvision_ops() -> None:
         globals()["_TORCHVISION_OPS"] = lib
 
 
+class _Metadata(dict[str, Any]):
+    """breaching reads the server's metadata both as attributes and as items."""
+
+    def __getattr__(self, key: str) -> Any:
+        return self[key]
+
+
 def main(case_path: str, out_path: str, threads: int) -> None:
     """Attack the case in ``case_path`` and save the reconstruction to ``out_path``."""
     torch.set_num_threads(threads)
@@ -50,29 +58,37 @@ def main(case_path: str, out_path: str, threads: int) -> None:
     import breaching
 
     case: dict[str, Any] = torch.load(case_path, weights_only=False)
-    model = case["model"]
-    overrides = [f"optim.max_iterations={case['iterations']}", f"optim.callback={10**9}"]
+    device = torch.device(case.get("device", "cpu"))
+    model = case["model"].to(device)
+    overrides = [f"optim.callback={10**9}"]
+    if case["iterations"] is not None:
+        overrides.append(f"optim.max_iterations={case['iterations']}")
     with contextlib.redirect_stdout(io.StringIO()):  # breaching prints what it loads
-        cfg = breaching.get_attack_config("invertinggradients", overrides=overrides)
-    setup = {"device": torch.device("cpu"), "dtype": torch.float}
+        cfg = breaching.get_attack_config(case.get("attack", "invertinggradients"), overrides)
+    setup = {"device": device, "dtype": torch.float}
     attacker = breaching.attacks.prepare_attack(model, torch.nn.CrossEntropyLoss(), cfg, setup)
     shape = tuple(case["input_shape"])
     server_payload = [
         {
             "parameters": [p.detach().clone() for p in model.parameters()],
             "buffers": None,
-            "metadata": SimpleNamespace(
-                shape=shape, modality="vision", mean=[0.0] * shape[0], std=[1.0] * shape[0]
+            "metadata": _Metadata(
+                shape=shape,
+                modality="vision",
+                mean=[0.0] * shape[0],
+                std=[1.0] * shape[0],
+                task="classification",
+                classes=case.get("num_classes"),
             ),
         }
     ]
     shared_data = [
         {
-            "gradients": case["gradients"],
+            "gradients": [g.to(device) for g in case["gradients"]],
             "buffers": None,
             "metadata": {
                 "num_data_points": case["num_data_points"],
-                "labels": case["labels"],
+                "labels": None if case["labels"] is None else case["labels"].to(device),
                 "local_hyperparams": None,
             },
         }
@@ -82,8 +98,14 @@ def main(case_path: str, out_path: str, threads: int) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         output, _ = attacker.reconstruct(server_payload, shared_data, {}, dryrun=False)
     seconds = time.perf_counter() - start
+    labels = output["labels"]
     torch.save(
-        {"data": output["data"].detach(), "labels": output["labels"], "seconds": seconds},
+        {
+            "data": output["data"].detach().cpu(),
+            "labels": labels.cpu() if isinstance(labels, torch.Tensor) else labels,
+            "seconds": seconds,
+            "iterations": int(cfg.optim.max_iterations),
+        },
         out_path,
     )
 
