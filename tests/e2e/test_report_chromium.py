@@ -145,7 +145,7 @@ def test_rendered_summary_box_carries_the_run_settings(
     assert facts["defenses"] == "none" and facts["epsilon"] == "- (no differential privacy)"
     assert re.fullmatch(
         r"analytic \(\S+ s per update\); inverting_gradients \(effort default, iterations 50, "
-        r"restarts 1; \S+ s per update\)",
+        r"time_budget_s 60\.0, restarts 1; \S+ s per update\)",
         facts["attacks"],
     ), facts["attacks"]
     assert facts["leakage rows"] == "8 (8 ok)"

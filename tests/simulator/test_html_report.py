@@ -175,7 +175,8 @@ def test_summary_box_carries_every_setting_a_reader_needs(full_run: RunPaths) ->
     assert facts["defenses"] == "pruning (fraction 0.9)"
     assert facts["epsilon"] == "- (no differential privacy)"
     assert facts["attacks"].startswith(
-        "analytic; inverting_gradients (effort default, iterations 500, restarts 1"
+        "analytic; inverting_gradients (effort default, iterations 500, time_budget_s 60.0, "
+        "restarts 1"
     )
     assert "; spear (effort default, time_budget_s 30.0" in facts["attacks"]  # rows, not named
     assert facts["leakage rows"] == "5 (3 ok, 1 failed, 1 not applicable)"
