@@ -158,7 +158,7 @@ def is_first_layer(model: nn.Module, layer: nn.Module, input_numel: int) -> bool
 
     Parameter-free modules before it (``Flatten``) are assumed to only reshape.
     """
-    return layer is not None and dense_input_layer(model, input_numel) is layer
+    return dense_input_layer(model, input_numel) is layer
 
 
 def single_gradient_reason(update: InterceptedUpdate) -> str | None:
