@@ -72,6 +72,7 @@ from fedleak.attacks.spear_dual import ActivationSpace, activation_space
 from fedleak.attacks.spear_layers import (
     binary_head,
     following_linear,
+    mixed_columns_cause,
     parameter_name,
     relu_input_layer,
 )
@@ -260,7 +261,10 @@ class SpearAttack(Attack):
         if stacked is None:
             stacked = from_columns(factors.basis[factors.live], state, factors.right)
         check = check_batch(factors, stacked, full)
-        return self._result(model, update, stacked[:, :-1], check, factors, state)
+        details: dict[str, float | int | str] = {}
+        if not check.reproduces and state.assembled is None:  # B columns, some of them wrong
+            details = {"cause": mixed_columns_cause(model, layer, update, batch)}
+        return self._result(model, update, stacked[:, :-1], check, factors, state, details)
 
     def _binary_search(
         self,
@@ -334,6 +338,7 @@ class SpearAttack(Attack):
         check: BatchCheck,
         factors: LayerFactors,
         state: SearchState,
+        details: dict[str, float | int | str],
     ) -> Reconstruction:
         """Labels (disclosed, else derived from the inputs) and the recorded details.
 
@@ -343,7 +348,6 @@ class SpearAttack(Attack):
         batch = inputs.shape[0]
         dtype = next(model.parameters()).dtype
         shaped = inputs.reshape(batch, *update.input_shape)
-        details: dict[str, float | int | str] = {}
         if update.disclosed_labels is not None:
             labels = np.asarray(update.disclosed_labels, dtype=np.int64)
         else:

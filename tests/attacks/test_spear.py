@@ -296,3 +296,24 @@ def test_following_linear_finds_the_layer_fed_by_the_relu() -> None:
     assert found is not None and found[0] == "3" and found[1].in_features == 200
     sigmoid = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Sigmoid(), nn.Linear(32, 10))
     assert following_linear(sigmoid, sigmoid[1]) is None
+
+
+@pytest.mark.parametrize(("classes", "exact"), [(4, False), (10, True)])
+def test_a_head_narrower_than_the_batch_names_its_rank_as_the_cause(
+    classes: int, exact: bool
+) -> None:
+    """With C outputs the samples' output gradients span at most C - 1 directions: at B = 8,
+    a 4-output head lets mixtures of digits' columns pass for samples' own (a wrong batch
+    that must say why), and a 10-output head does not (exact)."""
+    model = build_model(ModelSpec("mlp", INPUT_SHAPE, classes), seed=0).double()
+    x, y = digits(0, 8, torch.float64)
+    update = replace(sgd_update(model, x, y % classes), num_classes=classes)
+    result = SpearAttack(SpearConfig(time_budget_s=5.0)).reconstruct(
+        model, update, device=CPU, seed=0
+    )
+    assert result.details["reproduces"] == int(exact)
+    if exact:
+        assert min(matched_psnr(x, result.inputs)) >= 150.0 and "cause" not in result.details
+    else:
+        assert min(matched_psnr(x, result.inputs)) < 60.0
+        assert "has rank at most 3 < B = 8 (the 4-output head)" in str(result.details["cause"])
