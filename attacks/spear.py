@@ -72,9 +72,10 @@ from fedleak.attacks.spear_dual import ActivationSpace, activation_space
 from fedleak.attacks.spear_layers import (
     binary_head,
     following_linear,
-    mixed_columns_cause,
+    head_rank_note,
     parameter_name,
     relu_input_layer,
+    wrong_batch_cause,
 )
 from fedleak.attacks.spear_search import SearchBudget, SearchFacts, failure_reason, spear_search
 from fedleak.attacks.spear_solve import (
@@ -241,7 +242,15 @@ class SpearAttack(Attack):
         size = int(factors.live.sum())
         min_zeros = max(batch + 1, math.ceil(config.sparsity_threshold * size))
         weakest = float(factors.sing[batch - 1] / factors.sing[0])
-        facts = SearchFacts(batch, factors.basis.shape[0], size, factors.noise, min_zeros, weakest)
+        facts = SearchFacts(
+            batch,
+            factors.basis.shape[0],
+            size,
+            factors.noise,
+            min_zeros,
+            weakest,
+            head_rank_note(model, layer, update, batch),
+        )
         if factors.noise > _HOPELESS:  # no exact zeros to find: do not spend the budget
             raise ValueError(failure_reason(SearchState(), facts, 0.0, None))
         full = DualData(
@@ -263,7 +272,7 @@ class SpearAttack(Attack):
         check = check_batch(factors, stacked, full)
         details: dict[str, float | int | str] = {}
         if not check.reproduces and state.assembled is None:  # B columns, some of them wrong
-            details = {"cause": mixed_columns_cause(model, layer, update, batch)}
+            details = {"cause": wrong_batch_cause(model, layer, update, batch)}
         return self._result(model, update, stacked[:, :-1], check, factors, state, details)
 
     def _binary_search(
@@ -314,6 +323,7 @@ class SpearAttack(Attack):
         module, full = layer
         space = _space_for(model, update, module, factors) if config.input_starts else None
         live = factors.live
+        after = following_linear(model, module)
         budget = SearchBudget(
             time.monotonic() + config.scaled(config.time_budget_s),
             config.batch_chunk,
@@ -328,6 +338,7 @@ class SpearAttack(Attack):
             min_zeros=facts.min_zeros,
             budget=budget,
             gen=torch.Generator(device=factors.grad.device).manual_seed(seed),
+            head=None if after is None else after[1].weight.detach().T[live].to(full.grad),
         )
 
     def _result(

@@ -76,37 +76,43 @@ def binary_head(
     return weight[0] - weight[1]
 
 
-def mixed_columns_cause(
+def head_rank_note(
     model: nn.Module, layer: nn.Linear, update: InterceptedUpdate, batch: int
 ) -> str:
-    """Why B columns of ``Q`` were found that do not reproduce the gradient.
+    """What bounds the rank of the gradient at ``layer``'s outputs below B, or ``""``.
 
     ``dL/dZ = (W2^T D) * ReLU'(Z)``, where ``D`` holds the samples' gradients at the next
-    layer's outputs. When ``D`` has rank below B (a head of C outputs under cross-entropy
-    gives at most C - 1, its outputs summing to zero), some mixtures of the samples' columns
-    cancel on every neuron that all of the mixed samples activate, and vanish where they are
-    all inactive. When the samples' ReLU patterns are alike (non-negative pixels through an
-    untrained layer), such mixtures are as sparse as one sample's column, and the sparse-column
-    search cannot tell them from the samples' own.
+    layer's outputs: a head of C outputs under cross-entropy gives ``D`` rank at most C - 1
+    (its columns sum to zero), a hidden layer of k outputs rank at most k. Below B, mixtures
+    of samples' columns cancel on the neurons the mixed samples all activate (the search
+    rejects them, :func:`fedleak.attacks.spear_state.fits_head`), and with alike ReLU
+    patterns a sample's inactive neurons may span fewer than B - 1 directions, which leaves
+    its column unpinned.
     """
     found = following_linear(model, layer)
-    if found is not None:
-        name, after = found
-        is_head = leaf_modules(model)[-1][1] is after
-        if is_head and update.hyperparams.loss == "cross_entropy":
-            rank, source = after.out_features - 1, f"the {after.out_features}-output head"
-        else:
-            rank, source = after.out_features, f"layer {name!r}'s {after.out_features} outputs"
-        if rank < batch:
-            return (
-                f"the gradient reaching this layer's outputs has rank at most {rank} < B = "
-                f"{batch} ({source}): mixtures of samples' columns cancel on the neurons the "
-                "mixed samples all activate, and with ReLU patterns as alike as these they are "
-                "as sparse as one sample's column, so sparsity no longer singles out the "
-                "samples (SPEAR assumes a gradient of rank B above the layer; B below "
-                f"{rank + 1} restores it)"
-            )
+    if found is None:
+        return ""
+    name, after = found
+    if leaf_modules(model)[-1][1] is after and update.hyperparams.loss == "cross_entropy":
+        rank, source = after.out_features - 1, f"the {after.out_features}-output head"
+    else:
+        rank, source = after.out_features, f"layer {name!r}'s {after.out_features} outputs"
+    if rank >= batch:
+        return ""
+    return (
+        f"the gradient reaching this layer's outputs has rank at most {rank} < B = {batch} "
+        f"({source}), so samples with alike ReLU patterns may leave their columns unpinned "
+        "by zeros alone"
+    )
+
+
+def wrong_batch_cause(
+    model: nn.Module, layer: nn.Linear, update: InterceptedUpdate, batch: int
+) -> str:
+    """Why B columns of ``Q`` were found that do not reproduce the gradient."""
+    note = head_rank_note(model, layer, update, batch)
     return (
         "the B columns found do not reproduce the gradient: some are mixtures of samples "
         "whose ReLU patterns are so alike that the mixture is as sparse as a sample's column"
+        + (f" ({note})" if note else "")
     )

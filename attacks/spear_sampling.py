@@ -196,7 +196,7 @@ def consider(
         return
     refined, masks, ok = refine(rows, directions[chosen], tol, min_zeros)
     for q, mask in zip(refined[ok], masks[ok], strict=True):
-        add_column(state, q, mask)
+        add_column(state, rows, q, mask, tol)
 
 
 def row_weights(state: SearchState, rows: torch.Tensor) -> torch.Tensor:

@@ -109,16 +109,18 @@ def spear_search(
     min_zeros: int,
     budget: SearchBudget,
     gen: torch.Generator,
+    head: torch.Tensor | None = None,
 ) -> SearchState:
     """Find the B columns of ``Q`` from the live rows of ``L`` (``(M', B)``).
 
     Each round: completion when at most two columns are missing (``dual``), else a round of
     the input-side search (``space``, when given), and a primal batch when that round found
     no column. Stops when B columns are known, when B confirmed inputs explain the gradient
-    (``state.assembled``), or when ``budget.deadline`` has passed.
+    (``state.assembled``), or when ``budget.deadline`` has passed. ``head``: ``W2^T`` on the
+    live rows when the ReLU feeds an ``nn.Linear`` (:func:`fedleak.attacks.spear_state.fits_head`).
     """
     size, width = rows.shape
-    state = SearchState()
+    state = SearchState(head=head)
     if width == 1:
         state.q.append(torch.ones(1, dtype=rows.dtype, device=rows.device))
         return state
@@ -163,6 +165,9 @@ class SearchFacts:
         Zero rows a column needs to be accepted.
     weakest : float
         ``s_B / s_1``: how far the B-th direction stands above rounding.
+    head_note : str
+        What bounds the rank of the gradient above the layer below B
+        (:func:`fedleak.attacks.spear_layers.head_rank_note`), or ``""``.
     """
 
     batch: int
@@ -171,6 +176,7 @@ class SearchFacts:
     noise: float
     min_zeros: int
     weakest: float = 1.0
+    head_note: str = ""
 
 
 def failure_reason(
@@ -204,6 +210,8 @@ def failure_reason(
         )
     else:
         cause = "the time budget ran out; raise time_budget_s"
+        if facts.head_note:
+            cause += f" ({facts.head_note})"
         if no_inputs is not None:
             cause += f" (no input-side search: {no_inputs})"
     return f"{found} ({effort}; {layer}): {cause}"

@@ -18,6 +18,8 @@ GAP_FACTOR = 10.0
 """The second null direction of a genuine zero set leaves residuals this far above ``tol``."""
 _SAME_DIRECTION = 1e-4
 """Refined directions with ``|cos| > 1 - _SAME_DIRECTION`` are one column of ``Q``."""
+_HEAD_FACTOR = 10.0
+"""A column's active values match ``W2^T delta`` within this many zero tolerances."""
 
 
 @dataclass
@@ -50,6 +52,9 @@ class SearchState:
         gradient (:func:`fedleak.attacks.spear_dual.assemble_inputs`), when the columns alone did
         not all come out: a sample whose inactive neurons are a subset of another's leaves a
         two-dimensional null space, which no zero set resolves, but its input is confirmed.
+    head : torch.Tensor | None
+        ``W2^T`` on the live rows ``(M', k)`` when the ReLU feeds an ``nn.Linear`` of ``k``
+        outputs (:func:`fits_head`); ``None`` skips that check.
     """
 
     q: list[torch.Tensor] = field(default_factory=list)
@@ -61,6 +66,7 @@ class SearchState:
     thin_inputs: int = 0
     thinnest: int = -1
     assembled: torch.Tensor | None = None
+    head: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,32 @@ def gram(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.matmul(rows.T * mask[:, None, :].to(rows.dtype), rows)
 
 
-def add_column(state: SearchState, q: torch.Tensor, mask: torch.Tensor) -> bool:
-    """Keep ``q`` unless it repeats a known column or depends linearly on the known ones."""
+def fits_head(
+    head: torch.Tensor | None, values: torch.Tensor, mask: torch.Tensor, tol: float
+) -> bool:
+    """Whether ``values = L q`` ``(M',)`` is ``W2^T delta`` off its zero rows ``mask``.
+
+    Sample ``i``'s column of ``dL/dZ`` is ``W2^T delta_i`` on its active neurons, one
+    ``delta_i`` (its gradient at the next layer's outputs) for all of them. A mixture of
+    samples' columns takes one sample's ``delta`` on some rows and another's elsewhere, so it
+    fails this test where it passes the sparsity filter: when the samples' ``delta`` span
+    fewer than B directions (a head of C <= B outputs), mixtures cancel on the neurons the
+    mixed samples all activate, and alike ReLU patterns make them as sparse as a sample's
+    own column. No test (``True``) without a head or with no more active rows than ``k``.
+    """
+    active = ~mask
+    if head is None or int(active.sum()) <= head.shape[1]:
+        return True
+    delta = least_squares(head[active], values[active, None])
+    misfit = (head[active] @ delta)[:, 0] - values[active]
+    return float(misfit.abs().max()) <= _HEAD_FACTOR * tol
+
+
+def add_column(
+    state: SearchState, rows: torch.Tensor, q: torch.Tensor, mask: torch.Tensor, tol: float
+) -> bool:
+    """Keep ``q`` unless it repeats a known column, depends linearly on the known ones or
+    does not fit the next layer (:func:`fits_head`)."""
     if len(state.q) == q.numel():
         return False
     if state.q:
@@ -107,6 +137,8 @@ def add_column(state: SearchState, q: torch.Tensor, mask: torch.Tensor) -> bool:
         if bool(same.any()) or any(bool(torch.equal(mask, z)) for z in state.zeros):
             return False
     if float(torch.linalg.svdvals(torch.stack([*state.q, q], dim=1))[-1]) < 1e-6:
+        return False
+    if not fits_head(state.head, rows @ q, mask, tol):
         return False
     state.q.append(q)
     state.zeros.append(mask)
@@ -153,5 +185,6 @@ def accept_patterns(
         return 0
     directions, ok = pattern_nulls(rows, masks, tol, min_zeros)
     return sum(
-        add_column(state, q, mask) for q, mask in zip(directions[ok], masks[ok], strict=True)
+        add_column(state, rows, q, mask, tol)
+        for q, mask in zip(directions[ok], masks[ok], strict=True)
     )
