@@ -21,7 +21,6 @@ import ast
 import dataclasses
 import math
 import sys
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import client_step  # noqa: E402
 from fedleak import attacks  # noqa: E402
 from fedleak.attacks import (  # noqa: E402
     AttackFailure,
@@ -44,7 +44,6 @@ from fedleak.attacks import (  # noqa: E402
     execute_attack,
 )
 from fedleak.attacks.analytic import recover_linear_input  # noqa: E402
-from fedleak.clients.training import train_locally  # noqa: E402
 from fedleak.simulator.data.datasets import DatasetSplits, load_dataset  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
@@ -132,26 +131,16 @@ def client_update(
         case.batch_size,
         1 if case.mode == "fedsgd" else case.local_steps,
     )
-    global_params = OrderedDict(
-        (k, v.detach().numpy().copy()) for k, v in model.state_dict().items()
-    )
-    client = build_model(spec, seed=seed)
-    client.load_state_dict(model.state_dict())
-    result = train_locally(client, train.inputs[part], train.labels[part], hp, rng=rng)
-    client_params = OrderedDict(
-        (k, v.detach().numpy().copy()) for k, v in client.state_dict().items()
-    )
-    update = InterceptedUpdate(
-        server_round=1,
-        node_id=seed,
-        global_params=global_params,
-        client_params=client_params,
-        num_examples=result.num_examples,
-        hyperparams=hp,
-        input_shape=spec.input_shape,
+    step = client_step(
+        model,
+        train.inputs[part],
+        train.labels[part],
+        hp,
         num_classes=spec.num_classes,
+        rng=rng,
+        node_id=seed,
     )
-    return model, update, result.used_inputs, result.used_labels
+    return model, step.update, step.inputs, step.labels
 
 
 def attack_params(

@@ -25,12 +25,10 @@ with it beats breaching, on every batch size (means over the seeds)::
 from __future__ import annotations
 
 import argparse
-import copy
 import subprocess
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +37,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import client_step  # noqa: E402
 from benchmarks.compare_breaching import print_table  # noqa: E402
 from benchmarks.photos import photo_batch  # noqa: E402
 from fedleak import simulator  # noqa: E402,F401  (makes torchvision importable next to a CPU torch first)
 from fedleak.attacks import InterceptedUpdate, TrainingHyperparams, create_attack  # noqa: E402
 from fedleak.attacks.base import execute_attack  # noqa: E402
 from fedleak.attacks.types import Reconstruction  # noqa: E402
-from fedleak.clients.training import train_locally  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
@@ -59,15 +57,10 @@ def client_update(
     model: torch.nn.Module, inputs: np.ndarray, labels: np.ndarray, seed: int
 ) -> tuple[InterceptedUpdate, np.ndarray, np.ndarray]:
     """One FedSGD step by fedleak's client code; the update and the batch in step order."""
-    state = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
-    client = copy.deepcopy(model)
     hp = TrainingHyperparams("fedsgd", LR, len(labels), 1)
-    result = train_locally(client, inputs, labels, hp, rng=np.random.default_rng(seed))
-    after = OrderedDict((k, v.detach().numpy().copy()) for k, v in client.state_dict().items())
-    update = InterceptedUpdate(
-        1, 1, state, after, result.num_examples, hp, SHAPE, NUM_CLASSES, disclosed_labels=None
-    )
-    return update, result.used_inputs, result.used_labels
+    rng = np.random.default_rng(seed)
+    step = client_step(model, inputs, labels, hp, num_classes=NUM_CLASSES, rng=rng)
+    return step.update, step.inputs, step.labels
 
 
 def run_fedleak(

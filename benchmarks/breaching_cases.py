@@ -45,12 +45,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import client_step  # noqa: E402
 from fedleak import simulator  # noqa: E402,F401  (torchvision next to a CPU torch)
 from fedleak.attacks import TrainingHyperparams, create_attack, execute_attack  # noqa: E402
 from fedleak.attacks.losses import observed_gradient  # noqa: E402
 from fedleak.attacks.registry import available_attacks  # noqa: E402
 from fedleak.attacks.types import InterceptedUpdate, Reconstruction  # noqa: E402
-from fedleak.clients.training import train_locally  # noqa: E402
 from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
@@ -117,17 +117,12 @@ def attacked_update(case: Case, seed: int) -> Attacked:
             optimiser.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimiser.step()
-    client = build_model(spec, seed=seed)
-    client.load_state_dict(model.state_dict())
-    before = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     hp = TrainingHyperparams("fedsgd", LR, case.batch, 1)
-    x, y = images[batch], train.labels[batch]
-    result = train_locally(client, x, y, hp, rng=np.random.default_rng(seed))
-    after = {k: v.detach().numpy().copy() for k, v in client.state_dict().items()}
-    update = InterceptedUpdate(
-        1, 1, before, after, result.num_examples, hp, shape, spec.num_classes
+    rng = np.random.default_rng(seed)
+    step = client_step(
+        model, images[batch], train.labels[batch], hp, num_classes=spec.num_classes, rng=rng
     )
-    return Attacked(model, update, result.used_inputs, result.used_labels)
+    return Attacked(model, step.update, step.inputs, step.labels)
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import client_step  # noqa: E402
 from benchmarks.photos import photo_batch  # noqa: E402
 from fedleak import simulator  # noqa: E402,F401  (torchvision next to a CPU torch)
 from fedleak.attacks import TrainingHyperparams, create_attack, execute_attack  # noqa: E402
 from fedleak.attacks.types import InterceptedUpdate, Reconstruction  # noqa: E402
-from fedleak.clients.training import train_locally  # noqa: E402
 from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
@@ -47,24 +47,12 @@ def update_for(
     inputs, labels, classes = batch_of(kind, size, seed)
     shape = tuple(int(s) for s in inputs.shape[1:])
     model = build_model(ModelSpec(model_name, shape, classes), seed=seed).train()
-    client = build_model(ModelSpec(model_name, shape, classes), seed=seed)
-    client.load_state_dict(model.state_dict())
-    before = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     hp = TrainingHyperparams("fedsgd", 0.1, size, 1)
-    result = train_locally(client, inputs, labels, hp, rng=np.random.default_rng(seed))
-    after = {k: v.detach().numpy().copy() for k, v in client.state_dict().items()}
-    update = InterceptedUpdate(
-        1,
-        1,
-        before,
-        after,
-        result.num_examples,
-        hp,
-        shape,
-        classes,
-        result.used_labels,  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    step = client_step(
+        model, inputs, labels, hp, num_classes=classes, rng=rng, disclose_labels=True
     )
-    return model, update, result.used_inputs, result.used_labels
+    return model, step.update, step.inputs, step.labels
 
 
 def _weight(text: str) -> float | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import client_step  # noqa: E402
 from fedleak import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
 from fedleak.attacks import (  # noqa: E402
     AttackFailure,
@@ -48,7 +48,6 @@ from fedleak.attacks import (  # noqa: E402
     create_attack,
     execute_attack,
 )
-from fedleak.clients.training import train_locally  # noqa: E402
 from fedleak.simulator.data.datasets import load_dataset  # noqa: E402
 from fedleak.simulator.metrics.leakage import avd, match_samples  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
@@ -83,24 +82,17 @@ def client_update(
     """An untrained global model, one client's FedSGD update under ``strategy``, its batch."""
     model = build_model(spec, seed=trial)
     hp = TrainingHyperparams("fedsgd", lr, batch_size, 1, loss=strategy.loss)  # type: ignore[arg-type]
-    client = build_model(spec, seed=trial)
-    rng = np.random.default_rng(trial)
-    result = train_locally(client, inputs, labels, hp, rng=rng, batch_labels=strategy.batch_labels)
-
-    def numpy_state(m: torch.nn.Module) -> OrderedDict[str, np.ndarray]:
-        return OrderedDict((k, v.detach().numpy().copy()) for k, v in m.state_dict().items())
-
-    update = InterceptedUpdate(
-        server_round=1,
-        node_id=trial,
-        global_params=numpy_state(model),
-        client_params=numpy_state(client),
-        num_examples=result.num_examples,
-        hyperparams=hp,
-        input_shape=spec.input_shape,
+    step = client_step(
+        model,
+        inputs,
+        labels,
+        hp,
         num_classes=spec.num_classes,
+        rng=np.random.default_rng(trial),
+        node_id=trial,
+        batch_labels=strategy.batch_labels,
     )
-    return model, update, result.used_inputs
+    return model, step.update, step.inputs
 
 
 def sample_avd(truth: np.ndarray, outcome: object) -> np.ndarray:
