@@ -383,6 +383,7 @@ class SpearAttack(Attack):
                 "candidates_sampled": state.sampled,
                 "candidates_kept": state.kept,
                 "input_starts": state.input_starts,
+                "mixed_columns": sum(state.mixture),
                 **details,
             },
         )

@@ -212,8 +212,9 @@ def row_weights(state: SearchState, rows: torch.Tensor) -> torch.Tensor:
         known = torch.stack(state.zeros).to(rows.dtype)
         singles = [z for z in known if int(z.sum()) >= width]
         # a live row inactive for every known sample is active for an unknown one: with u
-        # unknown samples, inactive for a given one with probability ~ (u - 1) / u
-        unknown = width - known.shape[0]
+        # unknown samples, inactive for a given one with probability ~ (u - 1) / u (none while
+        # every column is known and a mixture among them awaits its replacement)
+        unknown = max(1, width - known.shape[0])
         inactive = known.mean(dim=0)
         inactive = torch.where(inactive == 1.0, (unknown - 1) / unknown, inactive)
         soft = [inactive.pow(power) for power in _SOFT_POWERS]

@@ -71,10 +71,27 @@ class SearchBudget:
 
 
 def _complete(
-    state: SearchState, rows: torch.Tensor, dual: DualData, tol: float, min_zeros: int
+    state: SearchState,
+    rows: torch.Tensor,
+    dual: DualData,
+    known: list[torch.Tensor],
+    thresholds: tuple[float, int],
 ) -> None:
-    masks = completion_patterns(dual, torch.stack(state.q, dim=1))
-    accept_patterns(state, rows, masks, tol, min_zeros)
+    """Propose the columns missing from ``known`` (the ones that fit the next layer, or all)."""
+    masks = completion_patterns(dual, torch.stack(known, dim=1))
+    accept_patterns(state, rows, masks, *thresholds)
+
+
+def _completion_base(
+    fitting: list[torch.Tensor], columns: list[torch.Tensor], width: int
+) -> list[torch.Tensor] | None:
+    """The columns completion starts from: those that fit the next layer when at most two
+    are missing from them, else all known ones (mixtures standing in) when at most two are
+    missing; ``None`` when neither."""
+    for known in (fitting, columns):
+        if known and 0 < width - len(known) <= 2:
+            return known
+    return None
 
 
 def _primal_batch(
@@ -115,24 +132,29 @@ def spear_search(
 
     Each round: completion when at most two columns are missing (``dual``), else a round of
     the input-side search (``space``, when given), and a primal batch when that round found
-    no column. Stops when B columns are known, when B confirmed inputs explain the gradient
-    (``state.assembled``), or when ``budget.deadline`` has passed. ``head``: ``W2^T`` on the
-    live rows when the ReLU feeds an ``nn.Linear`` (:func:`fedleak.attacks.spear_state.fits_head`).
+    no column. Stops when B columns that fit the next layer are known (a mixture of samples'
+    columns stands in until one takes its place), when B confirmed inputs explain the
+    gradient (``state.assembled``), or when ``budget.deadline`` has passed. ``head``:
+    ``W2^T`` on the live rows when the ReLU feeds an ``nn.Linear``
+    (:func:`fedleak.attacks.spear_state.fits_head`).
     """
     size, width = rows.shape
     state = SearchState(head=head)
     if width == 1:
         state.q.append(torch.ones(1, dtype=rows.dtype, device=rows.device))
+        state.mixture.append(False)
         return state
     if min_zeros > size:
         return state
-    batches, completed = 0, -1
+    batches, completed = 0, set[tuple[int, int]]()
     use_inputs = space is not None and budget.input_starts > 0
-    while len(state.q) < width and time.monotonic() < budget.deadline:
+    while (len(state.q) < width or any(state.mixture)) and time.monotonic() < budget.deadline:
         # completion extends known columns: with none known yet (B = 2) there is nothing to stack
-        if dual is not None and state.q and width - len(state.q) <= 2 and completed != len(state.q):
-            completed = len(state.q)
-            _complete(state, rows, dual, tol, min_zeros)
+        fitting = [q for q, mixed in zip(state.q, state.mixture, strict=True) if not mixed]
+        known = _completion_base(fitting, state.q, width) if dual is not None else None
+        if dual is not None and known is not None and (len(fitting), len(state.q)) not in completed:
+            completed.add((len(fitting), len(state.q)))
+            _complete(state, rows, dual, known, (tol, min_zeros))
             continue
         if use_inputs and space is not None:
             masks = input_patterns(space, state, budget.input_starts, gen, min_zeros)

@@ -55,6 +55,9 @@ class SearchState:
     head : torch.Tensor | None
         ``W2^T`` on the live rows ``(M', k)`` when the ReLU feeds an ``nn.Linear`` of ``k``
         outputs (:func:`fits_head`); ``None`` skips that check.
+    mixture : list[bool]
+        Per column: it failed :func:`fits_head` (a mixture of samples' columns, kept until a
+        fitting column takes its place; the search goes on while one is left).
     """
 
     q: list[torch.Tensor] = field(default_factory=list)
@@ -67,6 +70,7 @@ class SearchState:
     thinnest: int = -1
     assembled: torch.Tensor | None = None
     head: torch.Tensor | None = None
+    mixture: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -125,24 +129,37 @@ def fits_head(
     return float(misfit.abs().max()) <= _HEAD_FACTOR * tol
 
 
+def _independent(columns: list[torch.Tensor]) -> bool:
+    return float(torch.linalg.svdvals(torch.stack(columns, dim=1))[-1]) >= 1e-6
+
+
 def add_column(
     state: SearchState, rows: torch.Tensor, q: torch.Tensor, mask: torch.Tensor, tol: float
 ) -> bool:
-    """Keep ``q`` unless it repeats a known column, depends linearly on the known ones or
-    does not fit the next layer (:func:`fits_head`)."""
-    if len(state.q) == q.numel():
-        return False
+    """Keep ``q`` unless it repeats a known column or depends linearly on the known ones.
+
+    A ``q`` that does not fit the next layer (:func:`fits_head`: a mixture of samples'
+    columns) is kept, marked, until a column that fits takes its place: with the batch
+    complete or ``q`` dependent on the known columns, a fitting ``q`` replaces the first
+    mixture whose place it can take.
+    """
     if state.q:
         same = (torch.stack(state.q) @ q).abs() > 1.0 - _SAME_DIRECTION
         if bool(same.any()) or any(bool(torch.equal(mask, z)) for z in state.zeros):
             return False
-    if float(torch.linalg.svdvals(torch.stack([*state.q, q], dim=1))[-1]) < 1e-6:
+    fits = fits_head(state.head, rows @ q, mask, tol)
+    if len(state.q) < q.numel() and _independent([*state.q, q]):
+        state.q.append(q)
+        state.zeros.append(mask)
+        state.mixture.append(not fits)
+        return True
+    if not fits:
         return False
-    if not fits_head(state.head, rows @ q, mask, tol):
-        return False
-    state.q.append(q)
-    state.zeros.append(mask)
-    return True
+    for index, mixed in enumerate(state.mixture):
+        if mixed and _independent([*state.q[:index], q, *state.q[index + 1 :]]):
+            state.q[index], state.zeros[index], state.mixture[index] = q, mask, False
+            return True
+    return False
 
 
 _SAME_INPUT = 1e-3
