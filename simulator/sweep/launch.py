@@ -30,6 +30,10 @@ Launcher = Callable[[list[str], Path], int]
 """Runs one experiment from its overrides, writing its logs into the job directory; exit code."""
 
 
+_NO_AGENT = "No available agent to submit job"
+"""Ray's job server while no node's job agent can take a job yet (it asks to try again)."""
+
+
 def run_command(overrides: list[str], python: str, verbose: bool) -> list[str]:
     """The command line of one run: ``fedleak run OVERRIDES`` through ``python``."""
     command = [python, "-c", _ENTRY + "console_main()", "run", *overrides]
@@ -90,6 +94,8 @@ class RayJobLauncher:
     """
 
     TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+    agent_wait_s: float = 120.0
+    """How long a submission waits for the job server to have an agent (:meth:`_submit`)."""
 
     def __init__(
         self,
@@ -123,14 +129,31 @@ class RayJobLauncher:
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         command = run_command(overrides, self._python, self._verbose)
         entrypoint = shlex.join(["env", f"PYTHONPATH={pythonpath}", "PYTHONUNBUFFERED=1", *command])
-        job_id = self._client.submit_job(
-            entrypoint=entrypoint, metadata={"fedleak_job_dir": str(job_dir)}
-        )
+        job_id = self._submit(entrypoint, {"fedleak_job_dir": str(job_dir)})
         self.submitted.append(job_id)
         (job_dir / "ray_job_id").write_text(job_id + "\n", encoding="utf-8")
         status = self._wait(job_id)
         (job_dir / "run.log").write_text(self._client.get_job_logs(job_id), encoding="utf-8")
         return self._exit_code(job_id, status)
+
+    def _submit(self, entrypoint: str, metadata: dict[str, str]) -> str:
+        """Submit, retrying while the job server has no agent to run the job yet.
+
+        A freshly started (or busy) head answers ``No available agent to submit job, please
+        try again later`` until its node's job agent has registered; that is retried for up
+        to :attr:`agent_wait_s`. Any other error, or the same one after that, propagates.
+        """
+        deadline = time.monotonic() + self.agent_wait_s
+        delay = 0.5
+        while True:
+            try:
+                return str(self._client.submit_job(entrypoint=entrypoint, metadata=metadata))
+            except RuntimeError as exc:
+                waiting = _NO_AGENT in str(exc) and time.monotonic() + delay < deadline
+                if not waiting or self._stopping.is_set():
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, 8.0)
 
     def _wait(self, job_id: str) -> str:
         while True:
