@@ -179,8 +179,7 @@ def input_patterns(
     ``min_zeros`` inactive live neurons is returned once (the others are counted in
     ``state``: their zeros cannot pin a column).
     """
-    samples = [q for q, mixed in zip(state.q, state.mixture, strict=True) if not mixed]
-    basis = _unknown_basis(space, samples)  # a mixture is no sample's column
+    basis = _unknown_basis(space, state.fitting())  # a mixture is no sample's column
     size = basis.shape[1]
     chunk = max(1, _CHUNK_ELEMENTS // (space.preact.shape[0] * size))
     found = []

@@ -150,7 +150,7 @@ def spear_search(
     use_inputs = space is not None and budget.input_starts > 0
     while (len(state.q) < width or any(state.mixture)) and time.monotonic() < budget.deadline:
         # completion extends known columns: with none known yet (B = 2) there is nothing to stack
-        fitting = [q for q, mixed in zip(state.q, state.mixture, strict=True) if not mixed]
+        fitting = state.fitting()
         known = _completion_base(fitting, state.q, width) if dual is not None else None
         if dual is not None and known is not None and (len(fitting), len(state.q)) not in completed:
             completed.add((len(fitting), len(state.q)))

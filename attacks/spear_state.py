@@ -72,6 +72,10 @@ class SearchState:
     head: torch.Tensor | None = None
     mixture: list[bool] = field(default_factory=list)
 
+    def fitting(self) -> list[torch.Tensor]:
+        """The known columns that fit the next layer: samples' own, not mixtures."""
+        return [q for q, mixed in zip(self.q, self.mixture, strict=True) if not mixed]
+
 
 @dataclass(frozen=True)
 class DualData:
