@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -161,7 +163,12 @@ def execute_attack(
 def config_from_mapping(
     config_class: type[AttackConfig], params: Mapping[str, Any]
 ) -> AttackConfig:
-    """Build ``config_class`` from ``params``, naming every unknown key and the accepted ones."""
+    """Build ``config_class`` from ``params``.
+
+    Names every unknown key with the accepted ones, and every scalar setting of the wrong
+    type (``iterations=2.5``, ``signed_gradients='yes'``) with the type it takes, before any
+    value's own check runs.
+    """
     accepted = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -169,4 +176,51 @@ def config_from_mapping(
             f"unknown setting(s) {unknown} for {config_class.__name__}; "
             f"accepted: {sorted(accepted)}"
         )
+    hints = typing.get_type_hints(config_class)
+    wrong = [
+        f"{key} must be {_type_name(hints[key])}, got {value!r}"
+        for key, value in params.items()
+        if not _has_type(value, hints[key])
+    ]
+    if wrong:
+        raise ValueError(f"{config_class.__name__}: " + "; ".join(wrong))
     return config_class(**dict(params))
+
+
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+}
+"""Annotated scalar types and the Python types a setting of that type may hold."""
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _scalar_options(hint: Any) -> list[Any] | None:
+    """The scalar types (and ``None``) a hint allows, or ``None`` for a type not checked here."""
+    options = list(typing.get_args(hint)) if typing.get_origin(hint) in _UNIONS else [hint]
+    if all(option in _SCALARS or option is type(None) for option in options):
+        return options
+    return None
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    options = _scalar_options(hint)
+    if options is None:
+        return True
+    if value is None:
+        return type(None) in options
+    if isinstance(value, bool):  # a bool is an int to Python, not a count or a size here
+        return bool in options
+    return any(
+        option is not type(None) and isinstance(value, _SCALARS[option]) for option in options
+    )
+
+
+def _type_name(hint: Any) -> str:
+    options = _scalar_options(hint) or [hint]
+    return " or ".join(
+        "null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options
+    )

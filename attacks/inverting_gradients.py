@@ -23,21 +23,22 @@ for K distinct labels with B = 1; random ones beyond), and the best final match 
 
 from __future__ import annotations
 
-import math
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
-from fedleak.attacks.batchnorm import BatchStatisticsPrior, Captured, observed_statistics_prior
-from fedleak.attacks.fedavg import (
-    LocalSchedule,
-    infer_local_labels,
-    local_schedule,
-    simulated_update,
+from fedleak.attacks.batched_restarts import BatchedObjective, batched_restarts_reason
+from fedleak.attacks.batchnorm import observed_statistics_prior
+from fedleak.attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule
+from fedleak.attacks.gradient_matching import (
+    CosineTarget,
+    MatchingProblem,
+    cosine_matching_loss,
+    flatten,
 )
 from fedleak.attacks.input_priors import (
     Prior,
@@ -51,7 +52,16 @@ from fedleak.attacks.label_orders import label_orders
 from fedleak.attacks.losses import effective_batch_size, observed_gradient
 from fedleak.attacks.registry import register_attack
 from fedleak.attacks.timed_schedule import TimedSchedule
-from fedleak.attacks.types import InputDomain, InterceptedUpdate, Reconstruction
+from fedleak.attacks.types import InterceptedUpdate, Reconstruction
+
+__all__ = [
+    "CosineTarget",
+    "InvertingGradientsAttack",
+    "InvertingGradientsConfig",
+    "MatchingProblem",
+    "cosine_matching_loss",
+    "total_variation",
+]
 
 DECAY_POINTS = (3 / 8, 5 / 8, 7 / 8)
 """Fractions of the iterations after which the step size is divided by 10 (Geiping et al.)."""
@@ -103,6 +113,11 @@ class InvertingGradientsConfig(AttackConfig):
         with those exact targets. Without such statistics the attack runs without it.
     batchnorm_weight : float
         Weight of that term beside the cosine term.
+    restarts_together : bool | None
+        Evaluate the restarts in one vectorised pass (:mod:`fedleak.attacks.batched_restarts`),
+        sharing the whole ``time_budget_s``: ``None`` where that is possible and faster (the
+        model's size rule), ``True`` wherever possible, ``False`` never. The record's
+        ``restarts_together`` says which ran.
     """
 
     iterations: int = 500
@@ -116,6 +131,7 @@ class InvertingGradientsConfig(AttackConfig):
     simulate_local_steps: bool = True
     batchnorm_prior: bool = True
     batchnorm_weight: float = 1.0
+    restarts_together: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,118 +140,6 @@ class InvertingGradientsConfig(AttackConfig):
         self.require(">= 0", "batchnorm_weight")
         if self.tv_weight is not None:
             self.require(">= 0", "tv_weight")
-
-
-def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def cosine_matching_loss(
-    candidate: list[torch.Tensor], observed: list[torch.Tensor]
-) -> torch.Tensor:
-    """``1 - cos(candidate, observed)`` over all parameters jointly (Geiping et al. 2020, eq. 13).
-
-    Differentiable; evaluated as ``||u/|u| - v/|v|||^2 / 2`` (see :class:`CosineTarget`).
-    """
-    unit = CosineTarget(_flatten(observed)).unit
-    flat = _flatten(candidate)
-    return 0.5 * (flat / flat.norm().clamp_min(1e-30) - unit).pow(2).sum()
-
-
-class CosineTarget:
-    """The observed update ``v``, flattened and normalised once, and ``1 - cos(u, v)``.
-
-    Three implementation choices, all exact rewrites:
-
-    - ``1 - cos(u, v)`` is evaluated as ``L = ||e||^2 / 2`` with ``e = u/|u| - v/|v|``, free of
-      the cancellation in ``1 - <u, v>/(|u||v|)``, which in float32 cannot resolve a distance
-      below ~1e-7 -- where an untrained sigmoid network's objective already starts (its
-      gradient direction barely depends on the input).
-    - its gradient is the closed form ``dL/du = (e - L u/|u|) / |u|``, handed to autograd as
-      the vector of a single vector-Jacobian product through the candidate update: 6 passes
-      over the flattened update instead of ~15 when autograd differentiates the
-      normalisation, and no graph is built for it.
-    - those passes write into two buffers allocated once: for a network with a large dense
-      layer (``cnn``: 1.2M weights) fresh multi-megabyte temporaries every iteration cost more
-      in page faults than the arithmetic.
-    """
-
-    def __init__(self, target: torch.Tensor) -> None:
-        self.unit = target / target.norm().clamp_min(1e-30)
-        self._flat = torch.empty_like(self.unit)
-        self._grad = torch.empty_like(self.unit)
-
-    def loss_and_grad(self, candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L, dL/du)`` at ``u`` = the flattened ``candidate`` (no graph is kept).
-
-        The returned gradient is a buffer that the next call overwrites.
-        """
-        with torch.no_grad():
-            flat = torch.cat([c.detach().reshape(-1) for c in candidate], out=self._flat)
-            norm = flat.norm().clamp_min(1e-30)
-            e = torch.div(flat, norm, out=self._grad).sub_(self.unit)
-            value = 0.5 * e.dot(e)
-            grad = e.addcmul_(flat, -value / norm).div_(norm)
-        return value, grad
-
-
-@dataclass(frozen=True)
-class MatchingProblem:
-    """Everything one restart needs, computed once per attack."""
-
-    model: nn.Module
-    loss_name: str
-    lr: float
-    schedule: LocalSchedule
-    labels: torch.Tensor
-    target: CosineTarget
-    prior: BatchStatisticsPrior | None = None
-    prior_weight: float = 0.0
-    smoothness: Prior = total_variation
-    domain: InputDomain = field(default_factory=InputDomain)
-
-    def candidate(self, x: torch.Tensor, *, create_graph: bool) -> list[torch.Tensor]:
-        return simulated_update(
-            self.model,
-            self.loss_name,
-            self.lr,
-            x,
-            self.labels,
-            self.schedule,
-            create_graph=create_graph,
-        )
-
-    def matching_loss(self, x: torch.Tensor) -> float:
-        """The cosine term at ``x``; ``inf`` when not finite."""
-        value = float(self.target.loss_and_grad(self.candidate(x, create_graph=False))[0].item())
-        return value if np.isfinite(value) else float("inf")
-
-    def prior_scale(self, x: torch.Tensor) -> float:
-        """``|dL/dx| / |dTV/dx|`` at ``x``: the matching term's gradient in prior units."""
-        matching = self.objective_gradient(x, 0.0)
-        (prior,) = torch.autograd.grad(self.smoothness(x), [x])
-        ratio = float(matching.norm() / prior.norm().clamp_min(1e-30))
-        return ratio if math.isfinite(ratio) else 0.0
-
-    def objective_gradient(self, x: torch.Tensor, tv_weight: float) -> torch.Tensor:
-        """``d/dx [L(u(x)) + tv_weight * TV(x) + prior_weight * R_BN(x)]``, one backward pass."""
-        capture: AbstractContextManager[Captured] = (
-            self.prior.capture() if self.prior is not None else nullcontext({})
-        )
-        with capture as captured:
-            candidate = self.candidate(x, create_graph=True)
-        _, grad = self.target.loss_and_grad(candidate)
-        outputs = list(candidate)
-        parts = grad.split([c.numel() for c in candidate])
-        vectors = [v.view_as(c) for v, c in zip(parts, candidate, strict=True)]
-        if tv_weight > 0:
-            outputs.append(self.smoothness(x))
-            vectors.append(torch.full((), tv_weight, dtype=x.dtype, device=x.device))
-        if self.prior is not None and self.prior_weight > 0:
-            outputs.append(self.prior.distance(captured))
-            vectors.append(torch.full((), self.prior_weight, dtype=x.dtype, device=x.device))
-        (x_grad,) = torch.autograd.grad(outputs, [x], grad_outputs=vectors)
-        return x_grad
 
 
 class InvertingGradientsAttack(Attack):
@@ -302,7 +206,7 @@ class InvertingGradientsAttack(Attack):
             lr=update.hyperparams.lr,
             schedule=schedule,
             labels=torch.as_tensor(label_array, device=device),
-            target=CosineTarget(_flatten(observed)),
+            target=CosineTarget(flatten(observed)),
             prior=prior,
             prior_weight=cfg.batchnorm_weight,
             domain=update.input_domain,
@@ -313,27 +217,30 @@ class InvertingGradientsAttack(Attack):
             problem = replace(problem, smoothness=smoothness)
         generator = torch.Generator(device="cpu").manual_seed(seed)
 
-        best_loss = float("inf")
-        best: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
-        runs: list[TimedSchedule] = []
-        for order in orders:
-            init = initial_inputs(shape, update.input_domain, generator, dtype)
-            trial = replace(problem, labels=torch.as_tensor(order, device=device))
-            runs.append(self._restart_schedule())
-            x = self._optimise(trial, init.to(device), tv_weight, runs[-1])
-            final = trial.matching_loss(x)
-            if best is None or final < best_loss:
-                best_loss, best = final, (x, init, order)
-        assert best is not None
-        best_x, best_init, best_labels = best
+        inits = [initial_inputs(shape, update.input_domain, generator, dtype) for _ in orders]
+        apart = self._restarts_apart_reason(model, problem)
+        if apart is None:
+            finals, runs = self._optimise_together(problem, inits, tv_weight)
+        else:
+            finals, runs = [], []
+            for order, init in zip(orders, inits, strict=True):
+                trial = replace(problem, labels=torch.as_tensor(order, device=device))
+                runs.append(self._restart_schedule(len(orders)))
+                x = self._optimise(trial, init.to(device), tv_weight, runs[-1])
+                finals.append((x, trial.matching_loss(x)))
+        losses = [loss for _, loss in finals]
+        pick = int(np.argmin(losses))  # the first of equal losses, as the sequential search did
+        best_x, best_loss = finals[pick]
+        best_init, best_labels = inits[pick], orders[pick]
         return Reconstruction(
             inputs=best_x.cpu().numpy(),
             labels=best_labels,
-            iterations=sum(run.done for run in runs),
+            iterations=sum(run.done for run in runs) * (len(orders) if apart is None else 1),
             details={
                 "matching_loss": best_loss,
                 "time_limited": any(run.time_limited for run in runs),
                 "restarts": cfg.restarts,
+                "restarts_together": apart is None,
                 "local_steps": schedule.num_steps,
                 "unknowns": schedule.num_samples,
                 "batchnorm_prior": prior_status,
@@ -354,30 +261,85 @@ class InvertingGradientsAttack(Attack):
             return smoothness, default_prior_weight(model, update.input_shape)
         return smoothness, cfg.tv_weight
 
-    def _restart_schedule(self) -> TimedSchedule:
-        """One restart's steps: ``iterations`` within its share of ``time_budget_s``."""
+    def _restart_schedule(self, sharing: int) -> TimedSchedule:
+        """One run's steps: ``iterations`` within its share of ``time_budget_s``.
+
+        ``sharing`` runs split the budget: the restarts one after another, or 1 when they run
+        together.
+        """
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
         return TimedSchedule(
             cfg.scaled_count(cfg.iterations),
-            cfg.scaled(cfg.time_budget_s) / cfg.restarts,
+            cfg.scaled(cfg.time_budget_s) / sharing,
             DECAY_POINTS if cfg.lr_decay else (),
         )
+
+    def _restarts_apart_reason(self, model: nn.Module, problem: MatchingProblem) -> str | None:
+        """Why the restarts run one after another, or ``None`` when they run together."""
+        cfg = self.config
+        assert isinstance(cfg, InvertingGradientsConfig)
+        if cfg.restarts == 1:
+            return "one restart"
+        if cfg.restarts_together is False:
+            return "restarts_together is off"
+        uses_prior = problem.prior is not None and problem.prior_weight > 0
+        return batched_restarts_reason(
+            model, problem.schedule, uses_prior, size_rule=cfg.restarts_together is None
+        )
+
+    def _optimise_together(
+        self, problem: MatchingProblem, inits: list[torch.Tensor], tv_weight: float
+    ) -> tuple[list[tuple[torch.Tensor, float]], list[TimedSchedule]]:
+        """All restarts in one vectorised run (:mod:`fedleak.attacks.batched_restarts`)."""
+        cfg = self.config
+        assert isinstance(cfg, InvertingGradientsConfig)
+        objective = BatchedObjective(
+            problem.model,
+            problem.loss_name,
+            problem.labels,
+            problem.target,
+            problem.smoothness,
+        )
+        start = torch.stack(inits).to(problem.labels.device)
+        weights = torch.full((len(inits),), tv_weight, dtype=start.dtype, device=start.device)
+        if cfg.tv_relative and tv_weight > 0:
+            weights = weights * objective.prior_scales(start)
+        plan = self._restart_schedule(1)
+        xs = self._descend(start, lambda x: objective.gradient(x, weights), problem, plan)
+        losses = objective.matching_losses(xs).tolist()
+        return [(x, loss) for x, loss in zip(xs, losses, strict=True)], [plan]
 
     def _optimise(
         self, problem: MatchingProblem, init: torch.Tensor, tv_weight: float, plan: TimedSchedule
     ) -> torch.Tensor:
-        """One restart: signed Adam with step decay, projected onto the domain's bounds."""
+        """One restart (the relative prior scaled at its start)."""
+        cfg = self.config
+        assert isinstance(cfg, InvertingGradientsConfig)
+        if cfg.tv_relative and tv_weight > 0:
+            tv_weight *= problem.prior_scale(init.clone().requires_grad_(True))
+        weight = tv_weight
+        return self._descend(init, lambda x: problem.objective_gradient(x, weight), problem, plan)
+
+    def _descend(
+        self,
+        init: torch.Tensor,
+        gradient: Callable[[torch.Tensor], torch.Tensor],
+        problem: MatchingProblem,
+        plan: TimedSchedule,
+    ) -> torch.Tensor:
+        """Signed Adam with step decay from ``init``, projected onto the domain's bounds.
+
+        Every operation is elementwise, so stacked restarts descend independently.
+        """
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
         x = init.clone().requires_grad_(True)
-        if cfg.tv_relative and tv_weight > 0:
-            tv_weight *= problem.prior_scale(x)
         optimizer = torch.optim.Adam([x], lr=cfg.lr)
         for decays in plan:
             for group in optimizer.param_groups:
                 group["lr"] *= 0.1**decays
-            x_grad = problem.objective_gradient(x, tv_weight)
+            x_grad = gradient(x)
             # A non-finite derivative (degenerate candidate) moves nothing; no host sync.
             step = x_grad.sign() if cfg.signed_gradients else x_grad
             x.grad = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)

@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
-from fedleak.attacks.inverting_gradients import CosineTarget
+from fedleak.attacks.gradient_matching import CosineTarget
 from fedleak.attacks.label_restoration import batch_labels
 from fedleak.attacks.losses import model_gradient, observed_gradient
 from fedleak.attacks.registry import register_attack

@@ -104,7 +104,7 @@ def test_deterministic_under_seed() -> None:
 def test_restarts_keep_the_best_match_and_count_iterations() -> None:
     model = conv_net(1)
     update = sgd_update(model, smooth_image(1), torch.tensor([5]))
-    cfg = InvertingGradientsConfig(iterations=5, restarts=3)
+    cfg = InvertingGradientsConfig(iterations=5, restarts=3, restarts_together=False)
     result = InvertingGradientsAttack(cfg).reconstruct(model, update, device=CPU, seed=0)
     single = InvertingGradientsAttack(InvertingGradientsConfig(iterations=5)).reconstruct(
         model, update, device=CPU, seed=0

@@ -85,6 +85,21 @@ def test_erroneous_unknown_config_key_is_named() -> None:
     assert "top_k" in str(info.value)  # the accepted keys are listed
 
 
+def test_every_setting_of_the_wrong_type_is_named_with_its_type() -> None:
+    with pytest.raises(ValueError) as info:
+        create_attack(
+            "inverting_gradients",
+            {"iterations": 2.5, "signed_gradients": "yes", "restarts": True, "lr": 0.5},
+        )
+    message = str(info.value)
+    assert "iterations must be int, got 2.5" in message
+    assert "signed_gradients must be bool, got 'yes'" in message
+    assert "restarts must be int, got True" in message  # a bool is no count
+    assert "lr" not in message  # right settings are not named
+    config = create_attack("inverting_gradients", {"lr": 1, "tv_weight": None}).config
+    assert config.lr == 1 and config.tv_weight is None  # an int is a float; null is allowed
+
+
 def test_execute_attack_turns_exceptions_into_failures() -> None:
     model, update = tiny_update()
     result = execute_attack(_Boom(), model, update, device=CPU, seed=0)
