@@ -67,10 +67,9 @@ from fedleak.attacks.base import Attack, AttackConfig
 from fedleak.attacks.input_labels import labels_from_inputs
 from fedleak.attacks.losses import effective_batch_size
 from fedleak.attacks.registry import register_attack
-from fedleak.attacks.spear_binary import binary_head_batch, two_valued_columns
 from fedleak.attacks.spear_dual import ActivationSpace, activation_space
+from fedleak.attacks.spear_head import head_search_batch
 from fedleak.attacks.spear_layers import (
-    binary_head,
     following_linear,
     head_rank_note,
     parameter_name,
@@ -118,6 +117,10 @@ class SpearConfig(AttackConfig):
     input_starts : int
         Random starts per round of the input-side search (``fedleak.attacks.spear_dual``), used when
         the layer after the ReLU is ``nn.Linear``; 0 switches it off.
+    head_search : bool
+        First search through the next layer when its gradient has rank below B (a binary head,
+        or any k < B outputs: :mod:`fedleak.attacks.spear_head`), for up to a quarter of the
+        budget. ``False`` goes straight to the sparse search.
 
     The search is seeded by ``reconstruct``'s ``seed`` (random rows, guided and input starts).
     """
@@ -127,6 +130,7 @@ class SpearConfig(AttackConfig):
     sparsity_threshold: float = 0.0
     guided_starts: int = 256
     input_starts: int = 256
+    head_search: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -259,7 +263,9 @@ class SpearAttack(Attack):
             layer.bias.detach().to(device=device, dtype=torch.float64),
             factors.grad,
         )
-        state = self._binary_search(model, update, (layer, full), factors, seed)
+        state = None
+        if config.head_search:
+            state = self._head_search(model, update, (layer, full), factors, seed)
         if state is None:
             state = self._search(model, update, (layer, full), factors, facts, seed)
         if len(state.q) < batch and state.assembled is None:
@@ -275,7 +281,7 @@ class SpearAttack(Attack):
             details = {"cause": wrong_batch_cause(model, layer, update, batch)}
         return self._result(model, update, stacked[:, :-1], check, factors, state, details)
 
-    def _binary_search(
+    def _head_search(
         self,
         model: nn.Module,
         update: InterceptedUpdate,
@@ -283,30 +289,13 @@ class SpearAttack(Attack):
         factors: LayerFactors,
         seed: int,
     ) -> SearchState | None:
-        """The two-valued search of :mod:`fedleak.attacks.spear_binary`, for a binary head only.
-
-        Takes up to a quarter of the time budget; ``None`` (the sparse search follows) when
-        the head is not binary or no B two-valued columns explain the gradient.
-        """
+        """:func:`fedleak.attacks.spear_head.head_search_batch` within a quarter of the budget."""
         config = self.config
         assert isinstance(config, SpearConfig)
-        module, full = layer
-        head = binary_head(model, module, update)
-        if head is None:
-            return None
-        live = factors.live
         deadline = time.monotonic() + config.scaled(config.time_budget_s) / 4
-        columns = two_valued_columns(
-            factors.basis[live],
-            head.to(factors.grad.device, torch.float64)[live],
-            factors.tol,
-            deadline,
-            torch.Generator(device=factors.grad.device).manual_seed(seed),
-        )
-        stacked = binary_head_batch(factors, full, columns, deadline)
-        if stacked is None:
-            return None
-        return SearchState(kept=len(columns), assembled=stacked)
+        gen = torch.Generator(device=factors.grad.device).manual_seed(seed)
+        found = head_search_batch(model, update, layer, factors, (deadline, gen))
+        return None if found is None else SearchState(kept=found[1], assembled=found[0])
 
     def _search(
         self,

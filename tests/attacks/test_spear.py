@@ -22,6 +22,7 @@ from fedleak.attacks import (
 from fedleak.attacks.base import config_from_mapping
 from fedleak.attacks.losses import model_gradient
 from fedleak.attacks.spear import SpearAttack, SpearConfig, following_linear, relu_input_layer
+from fedleak.attacks.spear_head import head_space
 from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
 from fedleak.attacks.spear_state import DualData
 from fedleak.simulator.models.architectures import ModelSpec, build_model
@@ -327,13 +328,43 @@ def test_mixtures_of_samples_behind_a_head_narrower_than_the_batch_are_rejected(
 
 
 def test_a_batch_with_mixtures_behind_a_three_output_head_says_why_it_is_wrong() -> None:
-    """At B = 8 behind 3 outputs no column fitting the head is found in time: mixtures stand
-    in (the batch still bounds the leak from below), and the record names the cause."""
+    """Without the search through the head, no column fitting it is found at B = 8 behind 3
+    outputs: mixtures stand in (the batch still bounds the leak from below), and the record
+    names the cause."""
     model, update, _ = _narrow_head_update(3, 0)
-    result = SpearAttack(SpearConfig(time_budget_s=2.0)).reconstruct(
+    result = SpearAttack(SpearConfig(time_budget_s=2.0, head_search=False)).reconstruct(
         model, update, device=CPU, seed=0
     )
     assert result.details["reproduces"] == 0 and int(result.details["mixed_columns"]) > 0
     cause = str(result.details["cause"])
     assert "some are mixtures of samples" in cause
     assert "rank at most 2 < B = 8 (the 3-output head)" in cause
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+def test_the_search_through_a_narrow_head_recovers_the_batch_exactly(classes: int) -> None:
+    """Each column is ``a_i * (H g_i)`` with ``g_i`` in the head's C - 1 directions: B + C - 2
+    rows with guessed activity pin it where zeros alone cannot (the case above)."""
+    for seed in range(2):
+        model, update, x = _narrow_head_update(classes, seed)
+        result = SpearAttack(SpearConfig(time_budget_s=20.0)).reconstruct(
+            model, update, device=CPU, seed=0
+        )
+        assert result.details["assembled"] == 1  # the head search, not the sparse one
+        assert result.details["reproduces"] == 1 and min(matched_psnr(x, result.inputs)) >= 150.0
+
+
+def test_head_space_spans_every_samples_gradient_at_the_relu() -> None:
+    """Behind a C-output head under cross-entropy, W2^T (p_i - y_i) lies in the C - 1 columns
+    of H; behind a hidden layer H is W2^T itself."""
+    model, update, x = _narrow_head_update(4, 0)
+    space = head_space(model, model[1], update)
+    assert space is not None and space.shape == (100, 3)
+    _, y = digits(0, 8, torch.float64)
+    delta = torch.softmax(model(x), 1) - nn.functional.one_hot(y.long() % 4, 4)
+    at_relu = (model[3].weight.T @ delta.T).detach()  # (100, B)
+    fit = torch.linalg.lstsq(space, at_relu).solution
+    assert torch.allclose(space @ fit, at_relu, atol=1e-12)
+    hidden = fcnn(0, torch.float64)
+    inner = head_space(hidden, hidden[1], update)
+    assert inner is not None and torch.equal(inner, hidden[3].weight.detach().T)

@@ -32,7 +32,7 @@ RUN_DIR_FILES = (
 )
 OVERRIDES = (
     "model=lenet federation.rounds=2 attack=inverting_gradients "
-    "attack.params.inverting_gradients.iterations=20 seed=1"
+    "+attack.params.inverting_gradients.iterations=20 seed=1"
 )
 _RUN_ID = re.compile(r"Successfully started run (\d+)")
 _RUN_DIR = re.compile(r"fedleak: experiment '[^']+' -> (\S+)")

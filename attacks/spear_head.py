@@ -1,0 +1,160 @@
+"""SPEAR behind a narrow next layer: each column of ``dL/dZ`` is a masked image of a k-vector.
+
+When the ReLU feeds an ``nn.Linear`` with weight ``W2``, sample ``i``'s column of ``dL/dZ``
+is ``a_i * (W2^T delta_i)``: its ReLU mask ``a_i`` times the next layer's weights applied to
+its gradient there, ``delta_i``. Behind a C-output head under cross-entropy ``delta_i`` sums
+to zero, so ``W2^T delta_i = H g_i`` with ``H = W2^T P`` for an orthonormal basis ``P`` of the
+zero-sum vectors (k = C - 1); behind a hidden layer of k outputs ``H = W2^T`` (:func:`head_space`).
+The binary head is k = 1 (:mod:`fedleak.attacks.spear_binary`).
+
+When k < B the samples' columns span fewer directions at the next layer than there are
+samples, and with alike ReLU patterns a sample's zero rows no longer pin its column: the
+sparse search (:mod:`fedleak.attacks.spear_search`) finds none on an MLP trained for 10 rounds
+on photos at B = 8. Zero rows and active rows together do: in the augmented unknown
+``(q_i, g_i)`` of ``B + k`` entries, row ``j`` of ``L`` gives ``[r_j, 0]`` when neuron ``j`` is
+inactive for the sample and ``[r_j, -h_j]`` when active (``h_j`` row ``j`` of ``H``), since
+``r_j q_i = h_j g_i`` there. ``B + k - 1`` such constraints on distinct rows, each form drawn
+with the share of active neurons as its probability, leave a one-dimensional null space, which
+is ``(q_i, g_i)`` when every form is right. A candidate is kept when, refitted by least squares
+on every live row with the mask it implies, every row matches within the noise. The batch is
+then assembled from the candidates as behind a binary head
+(:func:`fedleak.attacks.spear_binary.binary_head_batch`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from fedleak.attacks.spear_binary import TwoValued, binary_head_batch, two_valued_columns
+from fedleak.attacks.spear_layers import binary_head, following_linear, leaf_modules
+from fedleak.attacks.spear_sampling import null_basis
+from fedleak.attacks.spear_solve import LayerFactors
+from fedleak.attacks.spear_state import DualData
+from fedleak.attacks.types import InterceptedUpdate
+
+_DRAWS = 4096
+"""Candidate constraint sets per device batch."""
+_NOISE_FACTOR = 10.0
+"""A row matches within this many zero tolerances (scaled by ``|q|``)."""
+
+
+def head_space(
+    model: nn.Module, layer: nn.Linear, update: InterceptedUpdate
+) -> torch.Tensor | None:
+    """``H`` ``(M, k)``: every sample's column of ``dL/dZ`` is ``a_i * (H g_i)``.
+
+    ``None`` when ``layer``'s ReLU does not feed an ``nn.Linear`` directly.
+    """
+    found = following_linear(model, layer)
+    if found is None:
+        return None
+    weight = found[1].weight.detach().to(torch.float64)  # (C, M)
+    outputs = weight.shape[0]
+    is_head = leaf_modules(model)[-1][1] is found[1]
+    if is_head and update.hyperparams.loss == "cross_entropy" and outputs > 1:
+        centred = torch.eye(outputs, dtype=torch.float64) - 1.0 / outputs
+        basis = torch.linalg.svd(centred).U[:, : outputs - 1]  # zero-sum vectors (C, C-1)
+        return weight.T @ basis
+    return weight.T
+
+
+def _candidates(
+    rows: torch.Tensor, head: torch.Tensor, share: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Null vectors ``(P, B + k)`` of ``B + k - 1`` random augmented rows of ``rows``."""
+    width, k = rows.shape[1], head.shape[1]
+    keys = torch.rand(_DRAWS, rows.shape[0], generator=gen, device=rows.device)
+    chosen = keys.topk(width + k - 1, dim=1).indices  # distinct rows per draw
+    forms = (torch.rand(chosen.shape, generator=gen, device=rows.device) < share).to(rows.dtype)
+    augmented = torch.cat([rows[chosen], -forms[..., None] * head[chosen]], dim=-1)
+    return null_basis(augmented, 1)[:, :, 0]
+
+
+def _refit(
+    rows: torch.Tensor, head: torch.Tensor, tol: float, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refitted columns ``q`` ``(P, B)``, their active masks ``(P, M')`` and verdicts ``(P,)``.
+
+    A row is active where ``r_j q`` is nearer ``h_j g`` than 0. With that mask, ``(q, g)`` is
+    refitted on every row: the least singular vector of ``[r_j, -m_j h_j]``. Kept when every
+    row's residual is within the noise, the mask has an active row, and ``g`` is not zero.
+    """
+    width = rows.shape[1]
+    q, g = candidates[:, :width], candidates[:, width:]
+    value, predicted = q @ rows.T, g @ head.T  # (P, M')
+    active = (value - predicted).abs() < value.abs()
+    mask = active.to(rows.dtype)
+    # normal matrix of the (M', B + k) system per candidate, without building it row by row
+    cross = -torch.einsum("pm,mb,mk->pbk", mask, rows, head)
+    gram_rows = (rows.T @ rows).expand(len(candidates), -1, -1)
+    gram_head = torch.einsum("pm,mk,ml->pkl", mask, head, head)
+    normal = torch.cat(
+        [torch.cat([gram_rows, cross], dim=2), torch.cat([cross.transpose(1, 2), gram_head], 2)],
+        dim=1,
+    )
+    fitted = torch.linalg.eigh(normal).eigenvectors[:, :, 0]
+    q, g = fitted[:, :width], fitted[:, width:]
+    scale = q.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    q, g = q / scale, g / scale
+    residual = (q @ rows.T - mask * (g @ head.T)).abs()
+    ok = (residual <= _NOISE_FACTOR * tol).all(dim=1) & active.any(dim=1)
+    ok &= (g @ head.T).abs().amax(dim=1) > _NOISE_FACTOR * tol
+    return q, active, ok & fitted.isfinite().all(dim=1)
+
+
+def head_columns(
+    rows: torch.Tensor, head: torch.Tensor, tol: float, deadline: float, gen: torch.Generator
+) -> list[TwoValued]:
+    """Distinct masked columns of the live rows ``rows`` ``(M', B)``, found by ``deadline``.
+
+    ``head`` is ``H`` on the live rows. Stops early once a round of draws adds nothing new
+    after at least B columns were found.
+    """
+    width = rows.shape[1]
+    if rows.shape[0] < width + head.shape[1] - 1:
+        return []
+    found: dict[bytes, TwoValued] = {}
+    while time.monotonic() < deadline:
+        before = len(found)
+        for share in (0.5, 0.75, 0.25):
+            q, masks, ok = _refit(rows, head, tol, _candidates(rows, head, share, gen))
+            for column, mask in zip(q[ok], masks[ok], strict=True):
+                found.setdefault(mask.cpu().numpy().tobytes(), TwoValued(column, mask))
+        if len(found) >= width and len(found) == before:
+            break
+    return list(found.values())
+
+
+def head_search_batch(
+    model: nn.Module,
+    update: InterceptedUpdate,
+    layer: tuple[nn.Linear, DualData],
+    factors: LayerFactors,
+    until: tuple[float, torch.Generator],
+) -> tuple[torch.Tensor, int] | None:
+    """``[X | 1]`` and the number of candidate columns, from the search through the next layer.
+
+    Behind a two-output head the two-valued search of :mod:`fedleak.attacks.spear_binary`,
+    behind any other next ``nn.Linear`` whose gradient has rank k < B this module's; the
+    batch is assembled by :func:`fedleak.attacks.spear_binary.binary_head_batch`. ``None`` when
+    neither applies or no B such columns explain the gradient by the deadline in ``until``
+    (with the generator that draws the rows).
+    """
+    module, full = layer
+    deadline, gen = until
+    live, batch, device = factors.live, factors.right.shape[0], factors.grad.device
+    rows = factors.basis[live]
+    binary = binary_head(model, module, update)
+    space = head_space(model, module, update)
+    if binary is not None:
+        head = binary.to(device, torch.float64)[live]
+        columns = two_valued_columns(rows, head, factors.tol, deadline, gen)
+    elif space is not None and space.shape[1] < batch:
+        columns = head_columns(rows, space.to(device)[live], factors.tol, deadline, gen)
+    else:
+        return None
+    stacked = binary_head_batch(factors, full, columns, deadline)
+    return None if stacked is None else (stacked, len(columns))
