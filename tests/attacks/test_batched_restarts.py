@@ -115,7 +115,7 @@ def test_restarts_run_together_by_default_on_a_small_model_and_apart_on_a_large_
     )
     assert out.details["restarts_together"] is True
     torch.manual_seed(0)
-    large = nn.Sequential(nn.Flatten(), nn.Linear(64, 2100), nn.ReLU(), nn.Linear(2100, 10))
+    large = nn.Sequential(nn.Flatten(), nn.Linear(64, 4200), nn.ReLU(), nn.Linear(4200, 10))
     out = InvertingGradientsAttack(cfg).reconstruct(
         large, sgd_update(large, x, torch.tensor([1])), device=CPU, seed=0
     )
