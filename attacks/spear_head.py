@@ -14,8 +14,9 @@ on photos at B = 8. Zero rows and active rows together do: in the augmented unkn
 ``(q_i, g_i)`` of ``B + k`` entries, row ``j`` of ``L`` gives ``[r_j, 0]`` when neuron ``j`` is
 inactive for the sample and ``[r_j, -h_j]`` when active (``h_j`` row ``j`` of ``H``), since
 ``r_j q_i = h_j g_i`` there. ``B + k - 1`` such constraints on distinct rows, each form drawn
-with the share of active neurons as its probability, leave a one-dimensional null space, which
-is ``(q_i, g_i)`` when every form is right. A candidate is kept when, refitted by least squares
+with a fixed share or, once columns are known, with each neuron's rate of activity among them
+(:func:`_proposals`), leave a one-dimensional null space, which is ``(q_i, g_i)`` when every
+form is right. A candidate is kept when, refitted by least squares
 on every live row with the mask it implies, every row matches within the noise. The batch is
 then assembled from the candidates as behind a binary head
 (:func:`fedleak.attacks.spear_binary.binary_head_batch`).
@@ -39,6 +40,8 @@ _DRAWS = 4096
 """Candidate constraint sets per device batch."""
 _NOISE_FACTOR = 10.0
 """A row matches within this many zero tolerances (scaled by ``|q|``)."""
+_CONFIDENCE_POWER = 8.0
+"""Rows are drawn with weight ``max(rate, 1 - rate) ** this`` once columns are known."""
 
 
 def head_space(
@@ -62,15 +65,44 @@ def head_space(
 
 
 def _candidates(
-    rows: torch.Tensor, head: torch.Tensor, share: float, gen: torch.Generator
+    rows: torch.Tensor,
+    head: torch.Tensor,
+    activity: torch.Tensor,
+    weight: torch.Tensor,
+    gen: torch.Generator,
 ) -> torch.Tensor:
-    """Null vectors ``(P, B + k)`` of ``B + k - 1`` random augmented rows of ``rows``."""
+    """Null vectors ``(P, B + k)`` of ``B + k - 1`` augmented rows of ``rows``.
+
+    Rows are drawn without replacement with probability proportional to ``weight``, each
+    row's form is active with probability ``activity`` (both ``(M',)``).
+    """
     width, k = rows.shape[1], head.shape[1]
-    keys = torch.rand(_DRAWS, rows.shape[0], generator=gen, device=rows.device)
-    chosen = keys.topk(width + k - 1, dim=1).indices  # distinct rows per draw
-    forms = (torch.rand(chosen.shape, generator=gen, device=rows.device) < share).to(rows.dtype)
+    uniform = torch.rand(_DRAWS, rows.shape[0], generator=gen, device=rows.device)
+    keys = uniform.log() / weight  # weighted sampling without replacement (Efraimidis-Spirakis)
+    chosen = keys.topk(width + k - 1, dim=1).indices
+    draw = torch.rand(chosen.shape, generator=gen, device=rows.device, dtype=rows.dtype)
+    forms = (draw < activity[chosen]).to(rows.dtype)
     augmented = torch.cat([rows[chosen], -forms[..., None] * head[chosen]], dim=-1)
     return null_basis(augmented, 1)[:, :, 0]
+
+
+def _proposals(
+    found: list[TwoValued], rows: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(activity, weight)`` per batch of draws: fixed shares, then what the found columns say.
+
+    Samples alike in their inputs are alike in their ReLU patterns, so a neuron active for most
+    columns found so far is likely active for the others: drawing its form with that rate
+    (Laplace-smoothed), and drawing the rows whose rate is nearest 0 or 1 more often, makes a
+    draw with every form right far likelier than a fixed share does.
+    """
+    ones = torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    plans = [(ones * share, ones) for share in (0.5, 0.75, 0.25)]
+    if found:
+        masks = torch.stack([column.active for column in found]).to(rows.dtype)
+        rate = (masks.sum(dim=0) + 1) / (len(found) + 2)
+        plans.append((rate, torch.maximum(rate, 1 - rate) ** _CONFIDENCE_POWER))
+    return plans
 
 
 def _refit(
@@ -119,8 +151,9 @@ def head_columns(
     found: dict[bytes, TwoValued] = {}
     while time.monotonic() < deadline:
         before = len(found)
-        for share in (0.5, 0.75, 0.25):
-            q, masks, ok = _refit(rows, head, tol, _candidates(rows, head, share, gen))
+        for activity, weight in _proposals(list(found.values()), rows):
+            proposed = _candidates(rows, head, activity, weight, gen)
+            q, masks, ok = _refit(rows, head, tol, proposed)
             for column, mask in zip(q[ok], masks[ok], strict=True):
                 found.setdefault(mask.cpu().numpy().tobytes(), TwoValued(column, mask))
         if len(found) >= width and len(found) == before:
