@@ -155,7 +155,7 @@ class BatchedObjective:
 
         0 where not finite, as the one-restart path does.
         """
-        matching = self.gradient(candidates, torch.zeros(len(candidates)))
+        matching = self.gradient(candidates, candidates.new_zeros(len(candidates)))
         x = candidates.detach().requires_grad_(True)
         (prior,) = torch.autograd.grad(self._smoothness(x).sum(), [x])
         ratio = matching.flatten(1).norm(dim=1) / prior.flatten(1).norm(dim=1).clamp_min(1e-30)
