@@ -267,7 +267,7 @@ class SpearAttack(Attack):
         if config.head_search:
             state = self._head_search(model, update, (layer, full), factors, seed)
         if state is None:
-            state = self._search(model, update, (layer, full), factors, facts, seed)
+            state = self._search(model, update, (layer, full), factors, facts, (seed, start))
         if len(state.q) < batch and state.assembled is None:
             space = _space_for(model, update, layer, factors)
             why_not = space if isinstance(space, str) and config.input_starts else None
@@ -304,9 +304,11 @@ class SpearAttack(Attack):
         layer: tuple[nn.Linear, DualData],
         factors: LayerFactors,
         facts: SearchFacts,
-        seed: int,
+        seed_start: tuple[int, float],
     ) -> SearchState:
-        """Run :func:`fedleak.attacks.spear_search.spear_search` within the time budget."""
+        """Run :func:`fedleak.attacks.spear_search.spear_search` until the time budget, counted
+        from the attack's start (``seed_start``: the seed and that start), is spent."""
+        seed, start = seed_start
         config = self.config
         assert isinstance(config, SpearConfig)
         module, full = layer
@@ -314,7 +316,7 @@ class SpearAttack(Attack):
         live = factors.live
         after = following_linear(model, module)
         budget = SearchBudget(
-            time.monotonic() + config.scaled(config.time_budget_s),
+            start + config.scaled(config.time_budget_s),
             config.batch_chunk,
             config.guided_starts,
             config.input_starts,
