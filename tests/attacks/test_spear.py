@@ -4,6 +4,7 @@ layer."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from fedleak.attacks.spear import SpearAttack, SpearConfig, following_linear, re
 from fedleak.attacks.spear_head import head_space
 from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
 from fedleak.attacks.spear_state import DualData
+from fedleak.simulator.data.datasets import load_dataset
 from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole module
     CPU,
@@ -368,3 +370,28 @@ def test_head_space_spans_every_samples_gradient_at_the_relu() -> None:
     hidden = fcnn(0, torch.float64)
     inner = head_space(hidden, hidden[1], update)
     assert inner is not None and torch.equal(inner, hidden[3].weight.detach().T)
+
+
+def test_an_mlp_trained_for_10_rounds_on_photos_gives_its_batch_of_8_back_exactly() -> None:
+    """The case the sparse search lost (no column in 30 s): 6 classes, so the gradient at the
+    ReLU has rank 5 < 8, and 37 live neurons with alike patterns. The narrow-head search
+    recovers every photo and label."""
+    train = load_dataset("photos", data_dir=Path("data"), seed=0, test_fraction=0.2).train
+    model = build_model(ModelSpec("mlp", (3, 32, 32), train.num_classes), seed=0).train()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train.labels))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(10):
+        idx = rng.choice(order[8:], size=32, replace=False)
+        optimiser.zero_grad()
+        logits = model(torch.from_numpy(train.inputs[idx]))
+        nn.functional.cross_entropy(logits, torch.from_numpy(train.labels[idx])).backward()
+        optimiser.step()
+    x, y = torch.from_numpy(train.inputs[order[:8]]), torch.from_numpy(train.labels[order[:8]])
+    update = replace(sgd_update(model, x, y), num_classes=train.num_classes)
+
+    result = SpearAttack().reconstruct(model, update, device=CPU, seed=0)
+
+    assert result.details["assembled"] == 1 and result.details["reproduces"] == 1
+    assert min(matched_psnr(x.double(), result.inputs)) >= 100.0
+    assert sorted(result.labels.tolist()) == sorted(y.tolist())
