@@ -119,8 +119,8 @@ class SpearConfig(AttackConfig):
         the layer after the ReLU is ``nn.Linear``; 0 switches it off.
     head_search : bool
         First search through the next layer when its gradient has rank below B (a binary head,
-        or any k < B outputs: :mod:`fedleak.attacks.spear_head`), for up to a quarter of the
-        budget. ``False`` goes straight to the sparse search.
+        for up to a quarter of the budget, or any k < B outputs, for up to three quarters:
+        :mod:`fedleak.attacks.spear_head`). ``False`` goes straight to the sparse search.
 
     The search is seeded by ``reconstruct``'s ``seed`` (random rows, guided and input starts).
     """
@@ -289,12 +289,12 @@ class SpearAttack(Attack):
         factors: LayerFactors,
         seed: int,
     ) -> SearchState | None:
-        """:func:`fedleak.attacks.spear_head.head_search_batch` within a quarter of the budget."""
+        """:func:`fedleak.attacks.spear_head.head_search_batch` within its share of the budget."""
         config = self.config
         assert isinstance(config, SpearConfig)
-        deadline = time.monotonic() + config.scaled(config.time_budget_s) / 4
         gen = torch.Generator(device=factors.grad.device).manual_seed(seed)
-        found = head_search_batch(model, update, layer, factors, (deadline, gen))
+        budget = (config.scaled(config.time_budget_s), gen)
+        found = head_search_batch(model, update, layer, factors, budget)
         return None if found is None else SearchState(kept=found[1], assembled=found[0])
 
     def _search(

@@ -135,7 +135,12 @@ def two_valued_columns(
     return list(found.values())
 
 
-def realisable(columns: list[TwoValued], factors: LayerFactors, layer: DualData) -> list[TwoValued]:
+def realisable(
+    columns: list[TwoValued],
+    factors: LayerFactors,
+    layer: DualData,
+    deadline: float = float("inf"),
+) -> list[TwoValued]:
     """The columns whose mask is the ReLU pattern of some input the gradient allows.
 
     A sample's ``[x | 1]`` lies in the row space of ``R``: ``[x | 1] = a R``. The mask of a
@@ -157,6 +162,8 @@ def realisable(columns: list[TwoValued], factors: LayerFactors, layer: DualData)
     scale = float(np.abs(response_np).max()) or 1.0
     kept = []
     for column in columns:
+        if time.monotonic() > deadline:  # one linear programme per column: bounded by time
+            break
         sign = np.where(column.active.cpu().numpy(), 1.0, -1.0)
         bounds = [(-1e6, 1e6)] * width + [(None, 1.0)]
         found = linprog(
@@ -199,7 +206,7 @@ def binary_head_batch(
     (:func:`fedleak.attacks.spear_solve.check_batch`) is kept. ``None`` when none does.
     """
     width = factors.right.shape[0]
-    columns = realisable(columns, factors, layer)
+    columns = realisable(columns, factors, layer, deadline)
     subsets = itertools.combinations(range(len(columns)), width)
     while time.monotonic() < deadline:
         chunk = list(itertools.islice(subsets, _SUBSETS_PER_BATCH))

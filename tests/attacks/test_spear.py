@@ -24,6 +24,7 @@ from fedleak.attacks.base import config_from_mapping
 from fedleak.attacks.losses import model_gradient
 from fedleak.attacks.spear import SpearAttack, SpearConfig, following_linear, relu_input_layer
 from fedleak.attacks.spear_head import head_space
+from fedleak.attacks.spear_head_map import always_active_map
 from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
 from fedleak.attacks.spear_state import DualData
 from fedleak.simulator.data.datasets import load_dataset
@@ -395,3 +396,34 @@ def test_an_mlp_trained_for_10_rounds_on_photos_gives_its_batch_of_8_back_exactl
     assert result.details["assembled"] == 1 and result.details["reproduces"] == 1
     assert min(matched_psnr(x.double(), result.inputs)) >= 100.0
     assert sorted(result.labels.tolist()) == sorted(y.tolist())
+
+
+def test_the_always_active_neurons_give_g_as_a_map_of_q() -> None:
+    """Neurons active for every sample have rows ``r_j = h_j M`` of L; the RANSAC finds ``M``
+    and then ``g_i = M q_i`` for every true column, and the map keeps no other row."""
+    model, update, x = _narrow_head_update(4, 0)
+    pseudo = update.pseudo_gradient()
+    grad = torch.cat(
+        [torch.as_tensor(pseudo["1.weight"]), torch.as_tensor(pseudo["1.bias"])[:, None]], 1
+    )
+    factors = factorise(grad.double(), 8, "1")
+    rows = factors.basis[factors.live]
+    space = head_space(model, model[1], update)
+    assert space is not None
+    head = space[factors.live]
+    active = (x.reshape(8, -1) @ model[1].weight.T + model[1].bias > 0)[:, factors.live]
+    always = active.all(dim=0)
+    assert int(always.sum()) >= head.shape[1] + 2  # the case has enough of them
+
+    found = always_active_map(
+        rows, head, factors.tol, torch.ones_like(always), torch.Generator().manual_seed(0)
+    )
+
+    assert found is not None
+    fits = (rows - head @ found).norm(dim=1) <= 10 * factors.tol
+    assert torch.equal(fits, always)
+    noise = torch.randn(rows.shape, generator=torch.Generator().manual_seed(1), dtype=rows.dtype)
+    assert (
+        always_active_map(noise, head, factors.tol, torch.ones_like(always), torch.Generator())
+        is None
+    )
