@@ -316,9 +316,9 @@ class InvertingGradientsAttack(Attack):
         """One restart (the relative prior scaled at its start)."""
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
-        if cfg.tv_relative and tv_weight > 0:
-            tv_weight *= problem.prior_scale(init.clone().requires_grad_(True))
         weight = tv_weight
+        if cfg.tv_relative and tv_weight > 0:
+            weight *= problem.prior_scale(init.clone().requires_grad_(True))
         return self._descend(init, lambda x: problem.objective_gradient(x, weight), problem, plan)
 
     def _descend(

@@ -41,9 +41,9 @@ from fedleak.attacks.spear_sampling import null_basis
 from fedleak.attacks.spear_solve import LayerFactors, check_batch, scaled_inputs
 from fedleak.attacks.spear_state import DualData
 
-_DRAWS = 4096
+DRAWS = 4096
 """Candidate constraint sets per device batch."""
-_NOISE_FACTOR = 10.0
+NOISE_FACTOR = 10.0
 """A row matches ``0`` or ``c`` within this many zero tolerances (scaled by ``|q|``)."""
 _SUBSETS_PER_BATCH = 2048
 """B-subsets of the candidates checked together."""
@@ -68,7 +68,7 @@ class TwoValued:
 def _distinct_rows(unit: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
     """Indices of one row per distinct normalised row (rows within the noise are one)."""
     gap = torch.cdist(unit, unit)
-    near = gap <= (tol[:, None] + tol[None, :]) * _NOISE_FACTOR
+    near = gap <= (tol[:, None] + tol[None, :]) * NOISE_FACTOR
     first = near.to(torch.int64).argmax(dim=1)  # the first row each row coincides with
     return torch.unique(first)
 
@@ -78,9 +78,9 @@ def _candidates(
 ) -> torch.Tensor:
     """Null vectors ``(P, B + 1)`` of B random augmented rows of the distinct rows ``picks``."""
     width = unit.shape[1]
-    keys = torch.rand(_DRAWS, picks.numel(), generator=gen, device=unit.device)
+    keys = torch.rand(DRAWS, picks.numel(), generator=gen, device=unit.device)
     chosen = picks[keys.topk(width, dim=1).indices]  # (P, B) distinct rows each
-    forms = torch.rand(_DRAWS, width, generator=gen, device=unit.device) < share
+    forms = torch.rand(DRAWS, width, generator=gen, device=unit.device) < share
     augmented = torch.cat([unit[chosen], -forms.to(unit.dtype)[..., None]], dim=-1)
     return null_basis(augmented, 1)[:, :, 0]
 
@@ -100,7 +100,7 @@ def _two_valued(
     active = (q @ unit.T) > 0.5
     refit = active.to(unit.dtype) @ pinv.T  # (P, B): least squares on every row
     off = (refit @ unit.T - active.to(unit.dtype)).abs()
-    bound = _NOISE_FACTOR * tol[None, :] * refit.norm(dim=1, keepdim=True)
+    bound = NOISE_FACTOR * tol[None, :] * refit.norm(dim=1, keepdim=True)
     ok = (off <= bound).all(dim=1) & active.any(dim=1) & q.isfinite().all(dim=1)
     return refit, active, ok
 

@@ -29,18 +29,20 @@ import time
 import torch
 from torch import nn
 
-from fedleak.attacks.spear_binary import TwoValued, binary_head_batch, two_valued_columns
+from fedleak.attacks.spear_binary import (
+    DRAWS,
+    NOISE_FACTOR,
+    TwoValued,
+    binary_head_batch,
+    two_valued_columns,
+)
 from fedleak.attacks.spear_head_map import always_active_map, mapped_columns
 from fedleak.attacks.spear_layers import binary_head, following_linear, leaf_modules
-from fedleak.attacks.spear_sampling import null_basis
+from fedleak.attacks.spear_sampling import null_basis, weighted_draws
 from fedleak.attacks.spear_solve import LayerFactors
 from fedleak.attacks.spear_state import DualData
 from fedleak.attacks.types import InterceptedUpdate
 
-_DRAWS = 4096
-"""Candidate constraint sets per device batch."""
-_NOISE_FACTOR = 10.0
-"""A row matches within this many zero tolerances (scaled by ``|q|``)."""
 NARROW_HEAD_SHARE = 0.75
 """Share of SPEAR's time budget for this search behind a narrow head (k < B, k > 1).
 
@@ -87,9 +89,7 @@ def _candidates(
     row's form is active with probability ``activity`` (both ``(M',)``).
     """
     width, k = rows.shape[1], head.shape[1]
-    uniform = torch.rand(_DRAWS, rows.shape[0], generator=gen, device=rows.device)
-    keys = uniform.log() / weight  # weighted sampling without replacement (Efraimidis-Spirakis)
-    chosen = keys.topk(width + k - 1, dim=1).indices
+    chosen = weighted_draws(weight.expand(DRAWS, -1), width + k - 1, gen)
     draw = torch.rand(chosen.shape, generator=gen, device=rows.device, dtype=rows.dtype)
     forms = (draw < activity[chosen]).to(rows.dtype)
     augmented = torch.cat([rows[chosen], -forms[..., None] * head[chosen]], dim=-1)
@@ -142,8 +142,8 @@ def _refit(
     scale = q.norm(dim=1, keepdim=True).clamp_min(1e-30)
     q, g = q / scale, g / scale
     residual = (q @ rows.T - mask * (g @ head.T)).abs()
-    ok = (residual <= _NOISE_FACTOR * tol).all(dim=1) & active.any(dim=1)
-    ok &= (g @ head.T).abs().amax(dim=1) > _NOISE_FACTOR * tol
+    ok = (residual <= NOISE_FACTOR * tol).all(dim=1) & active.any(dim=1)
+    ok &= (g @ head.T).abs().amax(dim=1) > NOISE_FACTOR * tol
     return q, active, ok & fitted.isfinite().all(dim=1)
 
 
@@ -240,7 +240,7 @@ def head_search_batch(
     live, batch, device = factors.live, factors.right.shape[0], factors.grad.device
     rows = factors.basis[live]
     binary = binary_head(model, module, update)
-    space = head_space(model, module, update)
+    space = None if binary is not None else head_space(model, module, update)
     if binary is not None:
         head, deadline = binary.to(device, torch.float64)[live], start + seconds / 4
         columns = two_valued_columns(rows, head, factors.tol, deadline, gen)

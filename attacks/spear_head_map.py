@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from fedleak.attacks.spear_binary import TwoValued
-from fedleak.attacks.spear_sampling import null_basis
+from fedleak.attacks.spear_binary import DRAWS, NOISE_FACTOR, TwoValued
+from fedleak.attacks.spear_sampling import null_basis, weighted_draws
 
-_NOISE_FACTOR = 10.0
-"""A row matches within this many zero tolerances."""
 _TRIALS = 8192
 """Random k-subsets of rows tried per call of :func:`always_active_map`."""
 _CHUNK = 2048
 """k-subsets evaluated together."""
-_DRAWS = 4096
-"""Candidate constraint sets per device batch."""
 
 
 def always_active_map(
@@ -62,13 +58,13 @@ def always_active_map(
         solvable = torch.linalg.svdvals(heads)[:, -1] > 1e-6 * heads.norm(dim=(1, 2))
         maps = torch.linalg.solve(torch.where(solvable[:, None, None], heads, eye), rows[picked])
         residual = (rows[None] - head[None] @ maps).norm(dim=2)  # (T, M')
-        counts = ((residual <= _NOISE_FACTOR * tol).sum(dim=1) * solvable).tolist()
+        counts = ((residual <= NOISE_FACTOR * tol).sum(dim=1) * solvable).tolist()
         index = max(range(len(counts)), key=counts.__getitem__)
         if counts[index] > best_count:
             best, best_count = maps[index], counts[index]
     if best is None:
         return None
-    inliers = (rows - head @ best).norm(dim=1) <= _NOISE_FACTOR * tol
+    inliers = (rows - head @ best).norm(dim=1) <= NOISE_FACTOR * tol
     return torch.linalg.lstsq(head[inliers], rows[inliers]).solution
 
 
@@ -97,12 +93,10 @@ def mapped_columns(
     activity, weight = plan
     width = rows.shape[1]
     # always-active neurons: their active row is zero and says nothing about a column
-    informative = torch.nonzero(active_rows.norm(dim=1) > _NOISE_FACTOR * tol)[:, 0]
+    informative = torch.nonzero(active_rows.norm(dim=1) > NOISE_FACTOR * tol)[:, 0]
     if informative.numel() < width - 1:
         return []
-    uniform = torch.rand(_DRAWS, informative.numel(), generator=gen, device=rows.device)
-    keys = uniform.log() / weight[informative]  # weighted sampling without replacement
-    chosen = informative[keys.topk(width - 1, dim=1).indices]
+    chosen = informative[weighted_draws(weight[informative].expand(DRAWS, -1), width - 1, gen)]
     draw = torch.rand(chosen.shape, generator=gen, device=rows.device, dtype=rows.dtype)
     forms = draw < activity[chosen]
     picked = torch.where(forms[..., None], active_rows[chosen], rows[chosen])
@@ -114,5 +108,5 @@ def mapped_columns(
     gram += torch.einsum("pm,mb,mc->pbc", mask, active_rows, active_rows)
     q = torch.linalg.eigh(gram).eigenvectors[:, :, 0]
     residual = torch.where(active, (q @ active_rows.T).abs(), (q @ rows.T).abs())
-    ok = (residual <= _NOISE_FACTOR * tol).all(dim=1) & active.any(dim=1) & q.isfinite().all(1)
+    ok = (residual <= NOISE_FACTOR * tol).all(dim=1) & active.any(dim=1) & q.isfinite().all(1)
     return [TwoValued(column, mask) for column, mask in zip(q[ok], active[ok], strict=True)]

@@ -51,6 +51,14 @@ def null_basis(rows: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.ormqr(house, tau, tail)
 
 
+def weighted_draws(weight: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """``count`` distinct indices per line of ``weight`` ``(D, M)``, drawn without replacement
+    with probabilities proportional to the line's weights (Gumbel top-k): ``(D, count)``."""
+    keys = torch.rand(weight.shape, generator=gen, device=weight.device, dtype=weight.dtype)
+    keys = weight.log() - (-keys.clamp_min(1e-300).log()).log()
+    return keys.topk(count, dim=1).indices
+
+
 def sample_candidates(
     rows: torch.Tensor, pools: torch.Tensor, count: int, tol: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,10 +74,7 @@ def sample_candidates(
     t = min(2, width - 1)
     bases = max(1, count // _PAIRS_PER_BASE)
     weight = pools[torch.arange(bases, device=rows.device) % pools.shape[0]]
-    keys = torch.rand(bases, size, generator=gen, device=rows.device, dtype=rows.dtype)
-    # Gumbel top-k: rows drawn without replacement with probabilities ~ weight
-    keys = weight.log() - (-keys.clamp_min(1e-300).log()).log()
-    base = keys.topk(width - 1 - t, dim=1).indices
+    base = weighted_draws(weight.to(rows.dtype), width - 1 - t, gen)
     null = null_basis(rows[base], t + 1)
     proj = torch.matmul(rows, null)  # (bases, M', t + 1): rows in null-space coordinates
     keys = torch.rand(bases, size, generator=gen, device=rows.device, dtype=rows.dtype)
