@@ -27,6 +27,7 @@ from fedleak.simulator.deploy.compose_stack import (
     has_gpus,
 )
 from fedleak.simulator.deploy.flower import FlowerCommandError
+from fedleak.simulator.deploy.images import image_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,14 +49,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     prepare_wheelhouse(REPO, cuda=args.cuda)
     print(f"fedleak: building {tag} ...", flush=True)
     dockerfile = "docker/Dockerfile.cuda" if args.cuda else "docker/Dockerfile.cpu"
-    build_image(docker_client(), REPO, tag, dockerfile, args.base_image)
+    superseded = build_image(docker_client(), REPO, tag, dockerfile, args.base_image)
     print(f"fedleak: built {tag}")
+    if superseded:
+        print(f"fedleak: {superseded}")
     return exit_codes.OK
-
-
-def _image_exists(tag: str) -> bool:
-    proc = subprocess.run([docker_client(), "image", "inspect", tag], capture_output=True)
-    return proc.returncode == 0
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -76,7 +74,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         gpu=gpu,
         port=args.port,
     )
-    if not _image_exists(stack.image):
+    if image_id(docker_client(), stack.image) is None:
         hint = "fedleak deploy build --cuda" if gpu else "fedleak deploy build"
         raise DeployError(f"image {stack.image} not found: build it first with '{hint}'")
     if not args.tls:

@@ -93,10 +93,50 @@ def prepare_wheelhouse(repo: Path, cuda: bool = False) -> Path:
     return dest
 
 
+def image_id(docker: str, tag: str) -> str | None:
+    """The ID of the image ``tag`` names, or None where there is none."""
+    proc = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def remove_superseded(docker: str, previous: str | None, tag: str) -> str | None:
+    """Remove ``previous``, the image ``tag`` named before a rebuild; say what happened.
+
+    A rebuilt tag leaves the image it replaced untagged, and each one holds the full set of
+    Python packages (gigabytes). It is removed unless ``tag`` still names it (nothing
+    changed) or a container uses it, in which case it is kept and the message says why.
+
+    Returns
+    -------
+    str or None
+        One line for the user, or None where ``tag`` names the same image as before.
+    """
+    if previous is None or previous == image_id(docker, tag):
+        return None
+    short = previous.removeprefix("sha256:")[:12]
+    proc = subprocess.run([docker, "image", "rm", previous], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return f"removed {short}, the image {tag} named before"
+    reason = proc.stderr.strip().splitlines()[-1:] or ["no reason given"]
+    return f"kept {short}, the image {tag} named before: {reason[0]}"
+
+
 def build_image(
     docker: str, repo: Path, tag: str, dockerfile: str, base_image: str | None = None
-) -> None:
-    """``docker build`` ``tag`` from ``dockerfile`` with the repository as context."""
+) -> str | None:
+    """``docker build`` ``tag`` from ``dockerfile`` with the repository as context.
+
+    The image ``tag`` named before is removed afterwards (see `remove_superseded`), so
+    rebuilding does not leave gigabytes of untagged images behind.
+
+    Returns
+    -------
+    str or None
+        What became of the image ``tag`` named before, or None where there was none.
+    """
+    previous = image_id(docker, tag)
     cmd = [docker, "build", "-f", str(repo / dockerfile), "-t", tag]
     if base_image:
         cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
@@ -112,3 +152,4 @@ def build_image(
                 "(Debian's docker.io: /usr/bin/docker)"
             )
         raise ImageBuildError(f"docker build of {tag} failed:\n{out}{hint}")
+    return remove_superseded(docker, previous, tag)

@@ -21,6 +21,7 @@ from tests.deploy import dockerhost
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "local/bookworm"
+BUILD_CACHE_KEPT = "4GB"  # Docker's build cache left after a session (one image's layers)
 EXPERIMENT = ["federation.rounds=2", "federation.num_clients=2", "attack=analytic"]
 TIMINGS: dict[str, float] = {}
 
@@ -73,18 +74,26 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield dockerhost.docker_client()
     finally:
+        if engine.process is not None:  # an engine of the tests' own: bound its build cache
+            dockerhost.trim_build_cache(BUILD_CACHE_KEPT)
         engine.stop()
 
 
 @pytest.fixture(scope="session")
-def fedleak_image(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``fedleak:cpu`` built on a debootstrap bookworm base (cached by Docker's layers)."""
+def base_image(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A minimal Debian bookworm image (debootstrap), made once and kept by the engine."""
     start = time.monotonic()
     dockerhost.ensure_base_image(BASE_IMAGE, tmp_path_factory.mktemp("base"))
     TIMINGS["base image"] = time.monotonic() - start
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def fedleak_image(docker_engine: str, base_image: str) -> str:
+    """``fedleak:cpu`` built on the bookworm base (cached by Docker's layers)."""
     start = time.monotonic()
     proc = fedleak(
-        "deploy", "build", "--base-image", BASE_IMAGE, env={"FEDLEAK_DOCKER": docker_engine},
+        "deploy", "build", "--base-image", base_image, env={"FEDLEAK_DOCKER": docker_engine},
         timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

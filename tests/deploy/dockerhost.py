@@ -172,3 +172,14 @@ def ensure_base_image(tag: str, work_dir: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
     if imported.returncode != 0:
         raise DockerUnavailableError(f"docker import failed: {imported.stderr[-1500:]}")
+
+
+def trim_build_cache(keep: str) -> None:
+    """Prune Docker's build cache down to ``keep`` (a size such as ``"4GB"``).
+
+    Every build of a changed image adds its layers to the cache, gigabytes each with the
+    Python packages, and nothing else removes them: over repeated test sessions on one
+    machine they filled its disk.
+    """
+    prune = ("builder", "prune", "--force", "--keep-storage", keep)
+    _run(docker_client(), *prune, timeout=600, check=False)

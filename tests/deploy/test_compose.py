@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from fedleak.simulator.deploy.compose_stack import Stack
 from fedleak.simulator.deploy.flower import online_nodes
+from fedleak.simulator.deploy.images import build_image, image_id
 from tests.deploy.conftest import EXPERIMENT, TIMINGS, fedleak
 from tests.deploy.schema import assert_same_schema, row_keys
 
@@ -136,3 +138,36 @@ def test_insecure_supernode_warns_loudly_and_cannot_join_tls(deployment: Deploym
     assert "WARNING: INSECURE MODE" in proc.stderr + proc.stdout
     assert proc.returncode != 0
     assert online_nodes(Path(deployment.stack.state_dir) / "flwr") == 2
+
+
+def test_rebuilding_a_tag_removes_the_image_it_replaced(
+    docker_engine: str, base_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY stamp /stamp\n")
+    tag = f"fedleak-test-rebuild:{int(time.time())}"
+
+    def build(stamp: str) -> tuple[str | None, str]:
+        (tmp_path / "stamp").write_text(stamp)
+        said = build_image(docker_engine, tmp_path, tag, "Dockerfile", base_image)
+        current = image_id(docker_engine, tag)
+        assert current is not None
+        return said, current
+
+    said, first = build("one")
+    assert said is None  # nothing to replace
+    said, again = build("one")
+    assert (said, again) == (None, first)  # same content, same image: nothing removed
+    said, second = build("two")
+    assert said == f"removed {first.removeprefix('sha256:')[:12]}, the image {tag} named before"
+    assert image_id(docker_engine, first) is None
+    container = subprocess.run(
+        [docker_engine, "create", second, "true"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        said, third = build("three")
+        assert third != second
+        assert said is not None and said.startswith(f"kept {second.removeprefix('sha256:')[:12]}")
+        assert image_id(docker_engine, second) == second  # a container uses it: kept
+    finally:
+        subprocess.run([docker_engine, "rm", container], capture_output=True)
+        subprocess.run([docker_engine, "image", "rm", tag, second], capture_output=True)
