@@ -1,4 +1,4 @@
-"""What a fedleak client sends after training on a batch: the one update builder of the benchmarks.
+"""What a fedleak client sends after training on a batch: the update builders of the benchmarks.
 
 Every benchmark that attacks a single update builds it the way a real client does: a copy of
 the global model trained by :func:`fedleak.clients.training.train_locally` (one FedSGD step, or
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedleak.attacks.types import InterceptedUpdate, TrainingHyperparams
+from fedleak.attacks.losses import model_gradient
+from fedleak.attacks.types import InputDomain, InterceptedUpdate, TrainingHyperparams
 from fedleak.clients.training import train_locally
 
 
@@ -90,3 +91,57 @@ def client_step(
         disclosed_labels=result.used_labels if disclose_labels else None,
     )
     return ClientStep(update, result.used_inputs, result.used_labels)
+
+
+def one_step_update(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    num_classes: int,
+    *,
+    input_domain: InputDomain | None = None,
+) -> InterceptedUpdate:
+    """The FedSGD update of one SGD step on exactly ``(x, y)``, in this order.
+
+    Unlike :func:`client_step`, no batch is drawn: the step is taken on the given tensors
+    (cross-entropy, in the model's current mode and dtype), so a benchmark controls the batch
+    and its precision. Buffers (BatchNorm's running statistics) carry what the forward pass
+    did to them, as a client's reply does; ``model`` is left as it was.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The global model.
+    x, y : torch.Tensor
+        The batch and its labels.
+    lr : float
+        The client's learning rate.
+    num_classes : int
+        Classes of the task.
+    input_domain : InputDomain, optional
+        The data's schema, for tabular and signal data.
+    """
+    before = numpy_state(model)
+    names = [name for name, _ in model.named_parameters()]
+    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
+    moved = numpy_state(model)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
+    after = OrderedDict(
+        (k, v - np.asarray(lr, dtype=v.dtype) * grads[k].detach().cpu().numpy())
+        if k in grads
+        else (k, moved[k])
+        for k, v in before.items()
+    )
+    batch = int(x.shape[0])
+    return InterceptedUpdate(
+        server_round=1,
+        node_id=1,
+        global_params=before,
+        client_params=after,
+        num_examples=batch,
+        hyperparams=TrainingHyperparams("fedsgd", lr, batch, local_steps=1),
+        input_shape=tuple(int(s) for s in x.shape[1:]),
+        num_classes=num_classes,
+        input_domain=input_domain if input_domain is not None else InputDomain(),
+    )

@@ -223,7 +223,7 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> tuple[Verd
     """
     import torch
 
-    from benchmarks.mixing_utility import fedsgd_update
+    from benchmarks.client_step import one_step_update
     from fedleak.attacks import create_attack, execute_attack
     from fedleak.attacks.types import Reconstruction
     from fedleak.simulator.metrics.leakage import compute_leakage
@@ -248,7 +248,7 @@ def batchnorm_verdict(iterations: int, seeds: int, batch: int = 2) -> tuple[Verd
         for mode, values in psnr.items():
             model = initial_model(spec, seed)
             model.train(mode == "train")
-            update = fedsgd_update(model, x, y, splits.train.num_classes)
+            update = one_step_update(model, x, y, 0.1, splits.train.num_classes)
             attack = create_attack("inverting_gradients", params)
             out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=seed)
             if isinstance(out, Reconstruction):

@@ -18,7 +18,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from flwr.app import ArrayRecord, Message  # noqa: E402
 from flwr.serverapp.strategy import FedAvg, Strategy  # noqa: E402
 
+from benchmarks.tables import print_table  # noqa: E402
 from fedleak.clients.app import app as client_app  # noqa: E402
 from fedleak.server.pipeline import AttackPipeline, AttackPlan  # noqa: E402
 from fedleak.server.pool import create_pool  # noqa: E402
@@ -166,14 +166,6 @@ def measure_overhead(
         attacks_queued=queued,
         attacks_done=done,
     )
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Right-aligned plain-text table."""
-    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    for line in cells:
-        print("  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)))
 
 
 def main() -> None:

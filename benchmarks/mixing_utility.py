@@ -38,7 +38,7 @@ import math
 import subprocess
 import sys
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import one_step_update  # noqa: E402
 from benchmarks.sweep_problems import split_settled  # noqa: E402
 from fedleak import simulator  # noqa: E402, F401  (torchvision shim before anything imports it)
 from fedleak.attacks import create_attack, execute_attack  # noqa: E402
-from fedleak.attacks.losses import model_gradient  # noqa: E402
-from fedleak.attacks.types import InterceptedUpdate, Reconstruction, TrainingHyperparams  # noqa: E402
+from fedleak.attacks.types import Reconstruction  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
 from fedleak.simulator.runtime.experiment_data import cached_splits, initial_model, model_spec_for  # noqa: E402
 from fedleak.simulator.sweep.summary import mean_std  # noqa: E402
@@ -77,6 +77,8 @@ FEDERATION = [
     "pool=inprocess",
 ]
 ACCURACY_SLACK = 0.05
+LR = 0.1
+"""The FedSGD step of the map's updates."""
 """'Accuracy stays': a mixing strategy ends within this of cross-entropy with random labels."""
 
 
@@ -203,27 +205,6 @@ def mixing_verdicts(runs: list[FederationRun]) -> list[tuple[str, bool, str]]:
     return verdicts
 
 
-def fedsgd_update(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
-) -> InterceptedUpdate:
-    """The update a FedSGD client sends: one SGD step (lr 0.1) on the batch, cross-entropy,
-    in the model's current mode. Buffers (BatchNorm's running statistics) carry what the
-    forward pass did to them, as a client's reply does; ``model`` is left as it was."""
-    lr = 0.1
-    before = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
-    names = [n for n, _ in model.named_parameters()]
-    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    moved = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    after = OrderedDict(
-        (k, v - lr * grads[k].numpy()) if k in grads else (k, moved[k]) for k, v in before.items()
-    )
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
-    hyperparams = TrainingHyperparams("fedsgd", lr, int(x.shape[0]), local_steps=1)
-    return InterceptedUpdate(
-        1, 1, before, after, int(x.shape[0]), hyperparams, tuple(x.shape[1:]), num_classes
-    )
-
-
 MAP_ATTACKS = {
     "dlg": {},
     "inverting_gradients": {"tv_weight": 0.0, "signed_gradients": False, "lr_decay": False},
@@ -242,15 +223,16 @@ def lenet_recovery(dataset: str, width: int, batch: int, trials: int, iterations
     for trial in range(trials):
         rng = np.random.default_rng(1000 * trial + batch)
         idx = rng.choice(len(train.labels), batch, replace=False)
-        x, y = train.inputs[idx], train.labels[idx]
+        x, y = torch.from_numpy(train.inputs[idx]), torch.from_numpy(train.labels[idx])
         model = initial_model(spec, seed=trial)
-        update = fedsgd_update(model, torch.from_numpy(x), torch.from_numpy(y), train.num_classes)
+        update = one_step_update(model, x, y, LR, train.num_classes)
         best = 0.0
         for name, params in MAP_ATTACKS.items():
             attack = create_attack(name, {**params, "iterations": iterations})
             out = execute_attack(attack, model, update, device=torch.device("cpu"), seed=trial)
             if isinstance(out, Reconstruction):  # a failed attack recovers nothing
-                best = max(best, compute_leakage(x, y, out.inputs, out.labels).recovery_rate)
+                leaked = compute_leakage(x.numpy(), y.numpy(), out.inputs, out.labels)
+                best = max(best, leaked.recovery_rate)
         rates.append(best)
     return float(np.mean(rates))
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
-from benchmarks.federation_overhead import measure_overhead, print_table  # noqa: E402
+from benchmarks.federation_overhead import measure_overhead  # noqa: E402
+from benchmarks.tables import print_table  # noqa: E402
 from fedleak.clients.app import app as client_app  # noqa: E402
 from fedleak.server.capture import CapturedRound, decode, to_update  # noqa: E402
 from fedleak.server.pool import AttackJob, create_pool, job_seed  # noqa: E402

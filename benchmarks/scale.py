@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.federation_overhead import print_table  # noqa: E402
+from benchmarks.tables import print_table  # noqa: E402
 from fedleak.simulator.runtime.results import read_leakage  # noqa: E402
 
 

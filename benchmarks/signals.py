@@ -49,11 +49,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.tabular import fedsgd_update, print_table  # noqa: E402
+from benchmarks.client_step import one_step_update  # noqa: E402
+from benchmarks.tables import print_table  # noqa: E402
 from fedleak.attacks import Reconstruction, create_attack, execute_attack  # noqa: E402
 from fedleak.simulator.data.datasets import ArrayDataset, load_dataset  # noqa: E402
 from fedleak.simulator.metrics.modality import measure_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
+
+LR = 0.1
+"""The client's one FedSGD step."""
 
 
 def attack_update(
@@ -64,7 +68,7 @@ def attack_update(
     rows = rng.choice(len(train), batch, replace=False)
     x, y = torch.from_numpy(train.inputs[rows]), torch.from_numpy(train.labels[rows])
     model = build_model(ModelSpec("mlp", train.input_shape, train.num_classes), seed=index)
-    update = fedsgd_update(model, x, y, train.domain, train.num_classes)
+    update = one_step_update(model, x, y, LR, train.num_classes, input_domain=train.domain)
     start = time.perf_counter()
     outcome = execute_attack(
         create_attack(attack, params), model, update, device=torch.device("cpu"), seed=index

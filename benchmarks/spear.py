@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +41,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from fedleak.attacks import InterceptedUpdate, Reconstruction, TrainingHyperparams, execute_attack  # noqa: E402
+from benchmarks.client_step import one_step_update  # noqa: E402
+from benchmarks.tables import print_table  # noqa: E402
+from fedleak.attacks import InterceptedUpdate, Reconstruction, execute_attack  # noqa: E402
 from fedleak.attacks.losses import model_gradient  # noqa: E402
 from fedleak.attacks.spear import SpearAttack, SpearConfig  # noqa: E402
 from fedleak.simulator.metrics.leakage import compute_leakage  # noqa: E402
@@ -51,29 +51,6 @@ from fedleak.simulator.models.architectures import ModelSpec, build_model  # noq
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 8, 8)
-
-
-def fedsgd_update(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float
-) -> InterceptedUpdate:
-    """What the server receives after the client's single SGD step on ``(x, y)``."""
-    names = [name for name, _ in model.named_parameters()]
-    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    sent = OrderedDict((k, v.detach().cpu().numpy().copy()) for k, v in model.state_dict().items())
-    back = OrderedDict(
-        (k, v - np.asarray(lr, dtype=v.dtype) * grads[k].detach().cpu().numpy())
-        for k, v in sent.items()
-    )
-    hp = TrainingHyperparams("fedsgd", lr, x.shape[0], 1)
-    return InterceptedUpdate(1, 1, sent, back, x.shape[0], hp, INPUT_SHAPE, NUM_CLASSES)
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Right-aligned plain-text table."""
-    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    for line in cells:
-        print("  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -117,7 +94,7 @@ def fcnn_table(args: argparse.Namespace, images: torch.Tensor, labels: torch.Ten
         model = build_model(spec, seed=seed).to(getattr(torch, args.dtype))
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
         x, y = images[pick[: args.batch_size]], labels[pick[: args.batch_size]]
-        update = fedsgd_update(model, x, y, args.lr)
+        update = one_step_update(model, x, y, args.lr, NUM_CLASSES)
         out = attack_once(model, update, (x, y), args, seed)
         good &= out.exact and out.label_accuracy == 1.0 and out.wall <= args.time_budget
         table.append(
@@ -161,9 +138,10 @@ def trajectory_table(args: argparse.Namespace, images: torch.Tensor, labels: tor
     for rnd in range(1, args.rounds + 1):
         picks = [torch.randperm(len(images), generator=gen)[: args.batch_size] for _ in range(4)]
         batches = [(images[pick], labels[pick]) for pick in picks]
+        updates = [one_step_update(model, x, y, args.lr, NUM_CLASSES) for x, y in batches]
         rows = [
-            attack_once(model, fedsgd_update(model, x, y, args.lr), (x, y), args, 100 * rnd + c)
-            for c, (x, y) in enumerate(batches)
+            attack_once(model, update, batch, args, 100 * rnd + c)
+            for c, (update, batch) in enumerate(zip(updates, batches, strict=True))
         ]
         _federation_step(model, batches, args.lr)
         outcomes += rows

@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,44 +46,18 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.client_step import one_step_update  # noqa: E402
+from benchmarks.tables import print_table  # noqa: E402
 from fedleak.attacks import (  # noqa: E402
-    InputDomain,
-    InterceptedUpdate,
     Reconstruction,
-    TrainingHyperparams,
     create_attack,
     execute_attack,
 )
-from fedleak.attacks.losses import model_gradient  # noqa: E402
 from fedleak.simulator.data.datasets import ArrayDataset, DatasetUnavailableError, load_dataset  # noqa: E402
 from fedleak.simulator.metrics.modality import measure_leakage  # noqa: E402
 from fedleak.simulator.models.architectures import ModelSpec, build_model  # noqa: E402
 
 LR = 0.1
-
-
-def fedsgd_update(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, domain: InputDomain, classes: int
-) -> InterceptedUpdate:
-    """What the server receives after one SGD step on ``(x, y)``, with the data's schema."""
-    names = [name for name, _ in model.named_parameters()]
-    grads = dict(zip(names, model_gradient(model, "cross_entropy", x, y), strict=True))
-    sent = OrderedDict((k, v.detach().cpu().numpy().copy()) for k, v in model.state_dict().items())
-    back = OrderedDict(
-        (k, v - np.asarray(LR, dtype=v.dtype) * grads[k].detach().cpu().numpy())
-        for k, v in sent.items()
-    )
-    hp = TrainingHyperparams("fedsgd", LR, x.shape[0], 1)
-    shape = tuple(x.shape[1:])
-    return InterceptedUpdate(1, 1, sent, back, x.shape[0], hp, shape, classes, input_domain=domain)
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Right-aligned plain-text table."""
-    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    for line in cells:
-        print("  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)))
 
 
 def attack_settings(args: argparse.Namespace) -> dict[str, dict[str, object]]:
@@ -104,7 +78,7 @@ def run_batch(
     x, y = torch.from_numpy(train.inputs[rows]), torch.from_numpy(train.labels[rows])
     spec = ModelSpec("fcnn", train.input_shape, train.num_classes)
     model = build_model(spec, seed=index)
-    update = fedsgd_update(model, x, y, train.domain, train.num_classes)
+    update = one_step_update(model, x, y, LR, train.num_classes, input_domain=train.domain)
     out = {}
     for name, params in attack_settings(args).items():
         start = time.perf_counter()
