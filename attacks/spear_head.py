@@ -37,7 +37,7 @@ from fedleak.attacks.spear_binary import (
     two_valued_columns,
 )
 from fedleak.attacks.spear_head_map import always_active_map, mapped_columns
-from fedleak.attacks.spear_layers import binary_head, following_linear, leaf_modules
+from fedleak.attacks.spear_layers import binary_head, next_layer
 from fedleak.attacks.spear_sampling import null_basis, weighted_draws
 from fedleak.attacks.spear_solve import LayerFactors
 from fedleak.attacks.spear_state import DualData
@@ -61,19 +61,20 @@ def head_space(
 ) -> torch.Tensor | None:
     """``H`` ``(M, k)``: every sample's column of ``dL/dZ`` is ``a_i * (H g_i)``.
 
-    ``None`` when ``layer``'s ReLU does not feed an ``nn.Linear`` directly.
+    ``k`` is :attr:`~fedleak.attacks.spear_layers.NextLayer.rank`: behind a cross-entropy
+    head ``H = W2^T P`` with ``P`` an orthonormal basis of the zero-sum vectors, elsewhere
+    ``H = W2^T``. ``None`` when ``layer``'s ReLU does not feed an ``nn.Linear`` directly.
     """
-    found = following_linear(model, layer)
-    if found is None:
+    after = next_layer(model, layer, update)
+    if after is None:
         return None
-    weight = found[1].weight.detach().to(torch.float64)  # (C, M)
+    weight = after.linear.weight.detach().to(torch.float64)  # (C, M)
     outputs = weight.shape[0]
-    is_head = leaf_modules(model)[-1][1] is found[1]
-    if is_head and update.hyperparams.loss == "cross_entropy" and outputs > 1:
-        centred = torch.eye(outputs, dtype=torch.float64) - 1.0 / outputs
-        basis = torch.linalg.svd(centred).U[:, : outputs - 1]  # zero-sum vectors (C, C-1)
-        return weight.T @ basis
-    return weight.T
+    if after.rank == outputs:
+        return weight.T
+    centred = torch.eye(outputs, dtype=torch.float64) - 1.0 / outputs
+    basis = torch.linalg.svd(centred).U[:, : after.rank]  # zero-sum vectors (C, C-1)
+    return weight.T @ basis
 
 
 def _candidates(

@@ -5,6 +5,8 @@ Layers are taken in ``named_modules()`` order, the forward order of ``nn.Sequent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -61,18 +63,64 @@ def parameter_name(prefix: str, leaf: str) -> str:
     return f"{prefix}.{leaf}" if prefix else leaf
 
 
+@dataclass(frozen=True)
+class NextLayer:
+    """The ``nn.Linear`` that takes the attacked layer's ReLU output directly.
+
+    Attributes
+    ----------
+    name : str
+        Its module name.
+    linear : nn.Linear
+        The layer.
+    cross_entropy_head : bool
+        It is the model's last layer and the client trains with cross-entropy.
+    """
+
+    name: str
+    linear: nn.Linear
+    cross_entropy_head: bool
+
+    @property
+    def rank(self) -> int:
+        """The most independent directions the samples' gradients at its outputs span.
+
+        A C-output head under cross-entropy gives ``softmax - onehot``, whose entries sum
+        to zero: rank C - 1. Any other layer: its number of outputs.
+        """
+        outputs = self.linear.out_features
+        return outputs - 1 if self.cross_entropy_head and outputs > 1 else outputs
+
+    def describe(self) -> str:
+        """``the C-output head`` or ``layer 'name''s k outputs``, for messages."""
+        outputs = self.linear.out_features
+        if self.cross_entropy_head:
+            return f"the {outputs}-output head"
+        return f"layer {self.name!r}'s {outputs} outputs"
+
+
+def next_layer(model: nn.Module, layer: nn.Linear, update: InterceptedUpdate) -> NextLayer | None:
+    """The layer after ``layer``'s ReLU (see :class:`NextLayer`), or None where none is linear."""
+    found = following_linear(model, layer)
+    if found is None:
+        return None
+    name, after = found
+    last = leaf_modules(model)[-1][1] is after
+    return NextLayer(name, after, last and update.hyperparams.loss == "cross_entropy")
+
+
 def binary_head(
     model: nn.Module, layer: nn.Linear, update: InterceptedUpdate
 ) -> torch.Tensor | None:
     """``v = W2[0] - W2[1]`` ``(M,)`` when ``layer``'s ReLU feeds a two-output head.
 
     With cross-entropy, every sample's gradient at the ReLU output is a multiple of ``v``
-    (:mod:`fedleak.attacks.spear_binary`). ``None`` for any other head or loss.
+    (:mod:`fedleak.attacks.spear_binary`). ``None`` for any other next layer or loss.
     """
-    found = following_linear(model, layer)
-    if found is None or found[1].out_features != 2 or update.hyperparams.loss != "cross_entropy":
+    after = next_layer(model, layer, update)
+    if after is None or not after.cross_entropy_head or after.linear.out_features != 2:
         return None
-    weight = found[1].weight.detach()
+    weight = after.linear.weight.detach()
     return weight[0] - weight[1]
 
 
@@ -82,27 +130,18 @@ def head_rank_note(
     """What bounds the rank of the gradient at ``layer``'s outputs below B, or ``""``.
 
     ``dL/dZ = (W2^T D) * ReLU'(Z)``, where ``D`` holds the samples' gradients at the next
-    layer's outputs: a head of C outputs under cross-entropy gives ``D`` rank at most C - 1
-    (its columns sum to zero), a hidden layer of k outputs rank at most k. Below B, mixtures
-    of samples' columns cancel on the neurons the mixed samples all activate (the search
-    rejects them, :func:`fedleak.attacks.spear_state.fits_head`), and with alike ReLU
-    patterns a sample's inactive neurons may span fewer than B - 1 directions, which leaves
-    its column unpinned.
+    layer's outputs, of rank at most :attr:`NextLayer.rank`. Below B, mixtures of samples'
+    columns cancel on the neurons the mixed samples all activate (the search rejects them,
+    :func:`fedleak.attacks.spear_state.fits_head`), and with alike ReLU patterns a sample's
+    inactive neurons may span fewer than B - 1 directions, which leaves its column unpinned.
     """
-    found = following_linear(model, layer)
-    if found is None:
-        return ""
-    name, after = found
-    if leaf_modules(model)[-1][1] is after and update.hyperparams.loss == "cross_entropy":
-        rank, source = after.out_features - 1, f"the {after.out_features}-output head"
-    else:
-        rank, source = after.out_features, f"layer {name!r}'s {after.out_features} outputs"
-    if rank >= batch:
+    after = next_layer(model, layer, update)
+    if after is None or after.rank >= batch:
         return ""
     return (
-        f"the gradient reaching this layer's outputs has rank at most {rank} < B = {batch} "
-        f"({source}), so samples with alike ReLU patterns may leave their columns unpinned "
-        "by zeros alone"
+        f"the gradient reaching this layer's outputs has rank at most {after.rank} < B = "
+        f"{batch} ({after.describe()}), so samples with alike ReLU patterns may leave their "
+        "columns unpinned by zeros alone"
     )
 
 

@@ -25,6 +25,7 @@ from fedleak.attacks.losses import model_gradient
 from fedleak.attacks.spear import SpearAttack, SpearConfig, following_linear, relu_input_layer
 from fedleak.attacks.spear_head import head_space
 from fedleak.attacks.spear_head_map import always_active_map
+from fedleak.attacks.spear_layers import binary_head, head_rank_note, next_layer
 from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
 from fedleak.attacks.spear_state import DualData
 from fedleak.simulator.data.datasets import load_dataset
@@ -306,6 +307,28 @@ def test_following_linear_finds_the_layer_fed_by_the_relu() -> None:
     assert found is not None and found[0] == "3" and found[1].in_features == 200
     sigmoid = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Sigmoid(), nn.Linear(32, 10))
     assert following_linear(sigmoid, sigmoid[1]) is None
+
+
+def test_only_a_two_output_cross_entropy_head_is_binary() -> None:
+    """A two-unit hidden layer passes a rank-2 gradient back, not a multiple of one vector:
+    it is a narrow next layer (k = 2), not a binary head."""
+    x, y = digits(0, 4, torch.float64)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2)).double()
+    update = sgd_update(head, x, y % 2)
+    assert binary_head(head, head[1], update) is not None
+    assert next_layer(head, head[1], update).rank == 1  # type: ignore[union-attr]
+    hidden = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2), nn.ReLU(), nn.Linear(2, 10)
+    ).double()
+    update = sgd_update(hidden, x, y)
+    assert binary_head(hidden, hidden[1], update) is None
+    after = next_layer(hidden, hidden[1], update)
+    assert after is not None and after.rank == 2 and after.describe() == "layer '3''s 2 outputs"
+    assert "rank at most 2 < B = 4 (layer '3''s 2 outputs)" in head_rank_note(
+        hidden, hidden[1], update, 4
+    )
+    mse = replace(update, hyperparams=replace(update.hyperparams, loss="mse"))
+    assert binary_head(head, head[1], mse) is None
 
 
 def _narrow_head_update(classes: int, seed: int) -> tuple[nn.Module, InterceptedUpdate, Tensor]:
