@@ -22,11 +22,16 @@ it, else restored from the last layer's update
 (:func:`fedleak.attacks.label_restoration.infer_labels`). FedSGD updates; a FedAvg update is
 matched as one gradient. The table's schema (which columns form a one-hot block) is the update's
 :class:`~fedleak.attacks.types.InputDomain`.
+
+The restarts are independent, so where the model allows it they run together, in one
+vectorised pass (:mod:`fedleak.attacks.batched_restarts`, as inverting gradients' do): the
+same starts, steps and pooling, at a fraction of the time on a table's small network.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +40,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
+from fedleak.attacks.batched_restarts import BatchedObjective, batched_restarts_reason
+from fedleak.attacks.fedavg import LocalSchedule
 from fedleak.attacks.gradient_matching import CosineTarget
+from fedleak.attacks.input_priors import total_variation
 from fedleak.attacks.label_restoration import batch_labels
 from fedleak.attacks.losses import model_gradient, observed_gradient
 from fedleak.attacks.registry import register_attack
@@ -56,12 +64,17 @@ class TabLeakConfig(AttackConfig):
         Reconstructions pooled by the ensemble (the paper uses 30; 1 turns pooling off).
     temperature : float
         Softmax temperature of the discrete blocks.
+    restarts_together : bool | None
+        Run the restarts in one vectorised pass: ``None`` where that is possible and faster
+        (the model's size rule), ``True`` wherever possible, ``False`` never. The record's
+        ``restarts_together`` says which ran.
     """
 
     iterations: int = 300
     lr: float = 0.06
     restarts: int = 10
     temperature: float = 1.0
+    restarts_together: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,14 +83,14 @@ class TabLeakConfig(AttackConfig):
 
 
 def relaxed_rows(free: torch.Tensor, domain: InputDomain, temperature: float) -> torch.Tensor:
-    """Rows with each one-hot block replaced by ``softmax(block / temperature)``."""
+    """Rows (the last axis) with each one-hot block replaced by ``softmax(block / temperature)``."""
     pieces, start = [], 0
     for lo, hi in domain.discrete_groups:
-        pieces.append(free[:, start:lo])
-        pieces.append(torch.softmax(free[:, lo:hi] / temperature, dim=1))
+        pieces.append(free[..., start:lo])
+        pieces.append(torch.softmax(free[..., lo:hi] / temperature, dim=-1))
         start = hi
-    pieces.append(free[:, start:])
-    return torch.cat(pieces, dim=1)
+    pieces.append(free[..., start:])
+    return torch.cat(pieces, dim=-1)
 
 
 def one_hot_rows(rows: np.ndarray, domain: InputDomain) -> np.ndarray:
@@ -154,22 +167,72 @@ class TabLeakAttack(Attack):
         """One reconstruction from ``init``: its relaxed rows and final cosine loss."""
         cfg = self.config
         assert isinstance(cfg, TabLeakConfig)
-        free = init.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([free], lr=cfg.lr)
-        loss_name, domain = update.hyperparams.loss, update.input_domain
-        for _ in range(cfg.scaled_count(cfg.iterations)):
-            rows = relaxed_rows(free, domain, cfg.temperature)
+        loss_name = update.hyperparams.loss
+
+        def gradient(rows: torch.Tensor) -> torch.Tensor:
             candidate = model_gradient(model, loss_name, rows, labels, create_graph=True)
             _, grad = target.loss_and_grad(candidate)
             parts = grad.split([c.numel() for c in candidate])
             vectors = [v.view_as(c) for v, c in zip(parts, candidate, strict=True)]
-            (step,) = torch.autograd.grad(candidate, [free], grad_outputs=vectors)
+            (step,) = torch.autograd.grad(candidate, [rows], grad_outputs=vectors)
+            return step
+
+        rows = self._descend(init, update.input_domain, gradient)
+        value = float(target.loss_and_grad(model_gradient(model, loss_name, rows, labels))[0])
+        return rows.cpu().double().numpy(), value if math.isfinite(value) else math.inf
+
+    def _restarts_together(
+        self,
+        model: nn.Module,
+        update: InterceptedUpdate,
+        labels: torch.Tensor,
+        inits: torch.Tensor,
+        target: CosineTarget,
+    ) -> list[tuple[np.ndarray, float]]:
+        """Every restart from the stacked ``inits`` ``(R, B, n)`` in one vectorised run."""
+        loss_name = update.hyperparams.loss
+        objective = BatchedObjective(model, loss_name, labels, target, total_variation)
+        no_prior = inits.new_zeros(len(inits))
+        rows = self._descend(inits, update.input_domain, lambda r: objective.gradient(r, no_prior))
+        values = objective.matching_losses(rows).tolist()
+        return [(r.cpu().double().numpy(), v) for r, v in zip(rows, values, strict=True)]
+
+    def _descend(
+        self,
+        init: torch.Tensor,
+        domain: InputDomain,
+        gradient: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Adam on the free logits from ``init``; returns the relaxed rows it ends at.
+
+        ``gradient`` maps relaxed rows to the matching loss's gradient in them; the chain rule
+        through the softmax blocks gives the step in the logits.
+        """
+        cfg = self.config
+        assert isinstance(cfg, TabLeakConfig)
+        free = init.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([free], lr=cfg.lr)
+        for _ in range(cfg.scaled_count(cfg.iterations)):
+            rows = relaxed_rows(free, domain, cfg.temperature)
+            at_rows = gradient(rows.detach().requires_grad_(True))
+            (step,) = torch.autograd.grad(rows, [free], grad_outputs=at_rows)
             free.grad = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
             optimizer.step()
         with torch.no_grad():
-            rows = relaxed_rows(free, domain, cfg.temperature)
-        value = float(target.loss_and_grad(model_gradient(model, loss_name, rows, labels))[0])
-        return rows.cpu().double().numpy(), value if math.isfinite(value) else math.inf
+            return relaxed_rows(free, domain, cfg.temperature)
+
+    def _together_reason(self, model: nn.Module, batch: int) -> str | None:
+        """Why the restarts run one after another, or ``None`` when they run together."""
+        cfg = self.config
+        assert isinstance(cfg, TabLeakConfig)
+        if cfg.restarts == 1:
+            return "one restart"
+        if cfg.restarts_together is False:
+            return "restarts_together is off"
+        one_step = LocalSchedule(batch, (tuple(range(batch)),))  # matched as one gradient
+        return batched_restarts_reason(
+            model, one_step, False, size_rule=cfg.restarts_together is None
+        )
 
     def reconstruct(
         self,
@@ -189,10 +252,14 @@ class TabLeakAttack(Attack):
         shape = (len(label_array), *update.input_shape)
         observed = observed_gradient(model, update)
         target = CosineTarget(torch.cat([g.reshape(-1) for g in observed]))
-        runs = []
-        for _ in range(cfg.restarts):
-            init = torch.randn(shape, generator=generator, dtype=dtype).to(device)
-            runs.append(self._restart(model, update, labels, init, target))
+        inits = [torch.randn(shape, generator=generator, dtype=dtype) for _ in range(cfg.restarts)]
+        apart = self._together_reason(model, len(label_array))
+        if apart is None:
+            runs = self._restarts_together(
+                model, update, labels, torch.stack(inits).to(device), target
+            )
+        else:
+            runs = [self._restart(model, update, labels, x.to(device), target) for x in inits]
         runs.sort(key=lambda run: run[1])
         reference = runs[0][0]
         aligned = [reference, *(align_to(reference, rows) for rows, _ in runs[1:])]
@@ -202,7 +269,11 @@ class TabLeakAttack(Attack):
             labels=label_array,
             confidence=confidence,
             iterations=cfg.scaled_count(cfg.iterations) * cfg.restarts,
-            details={"matching_loss": runs[0][1], "restarts": cfg.restarts},
+            details={
+                "matching_loss": runs[0][1],
+                "restarts": cfg.restarts,
+                "restarts_together": apart is None,
+            },
         )
 
 

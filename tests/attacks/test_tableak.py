@@ -11,7 +11,7 @@ import torch
 from fedleak.attacks import InputDomain, TabLeakConfig, create_attack, execute_attack
 from fedleak.attacks.input_priors import initial_inputs, input_prior, project_, total_variation_1d
 from fedleak.attacks.tableak import align_to, pool_ensemble, relaxed_rows
-from fedleak.attacks.types import AttackFailure, Reconstruction
+from fedleak.attacks.types import AttackFailure, InterceptedUpdate, Reconstruction
 from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import one_thread, sgd_update  # noqa: F401  (a fixture)
 
@@ -84,13 +84,56 @@ def test_recovers_the_categories_of_a_small_batch() -> None:
     assert outcome.confidence is not None and outcome.confidence.shape == (2,)
 
 
+def _table_update() -> tuple[torch.nn.Module, InterceptedUpdate]:
+    rows = np.zeros((3, 7))
+    for i, (a, b) in enumerate([(0, 4), (2, 5), (1, 4)]):
+        rows[i, a] = rows[i, b] = 1.0
+    rows[:, [3, 6]] = np.random.default_rng(1).normal(size=(3, 2))
+    model = build_model(ModelSpec("mlp", (7,), 10, width=50), seed=1).double()
+    update = sgd_update(model, torch.from_numpy(rows), torch.tensor([1, 2, 7]))
+    return model, replace(update, input_domain=DOMAIN)
+
+
+def test_restarts_together_reconstruct_what_they_do_one_after_another() -> None:
+    """The vectorised pass is the same computation: same starts, steps, choice and pooling."""
+    model, update = _table_update()
+    settings = {"iterations": 60, "restarts": 4, "lr": 0.1}
+    outcomes = {
+        together: execute_attack(
+            create_attack("tableak", {**settings, "restarts_together": together}),
+            model,
+            update,
+            device=torch.device("cpu"),
+            seed=3,
+        )
+        for together in (True, False)
+    }
+    both, apart = outcomes[True], outcomes[False]
+    assert isinstance(both, Reconstruction) and isinstance(apart, Reconstruction)
+    assert both.details["restarts_together"] and not apart.details["restarts_together"]
+    np.testing.assert_allclose(both.inputs, apart.inputs, atol=1e-6)
+    assert both.confidence is not None and apart.confidence is not None
+    np.testing.assert_allclose(both.confidence, apart.confidence)
+    assert both.details["matching_loss"] == pytest.approx(apart.details["matching_loss"], rel=1e-6)
+
+
+def test_restarts_run_together_by_default_on_a_small_table_model() -> None:
+    model, update = _table_update()
+    attack = create_attack("tableak", {"iterations": 5, "restarts": 2})
+    outcome = execute_attack(attack, model, update, device=torch.device("cpu"), seed=0)
+    assert isinstance(outcome, Reconstruction) and outcome.details["restarts_together"]
+    single = create_attack("tableak", {"iterations": 5, "restarts": 1})
+    outcome = execute_attack(single, model, update, device=torch.device("cpu"), seed=0)
+    assert isinstance(outcome, Reconstruction) and not outcome.details["restarts_together"]
+
+
 def test_priors_follow_the_modality() -> None:
     image, signal, table = InputDomain(), InputDomain("signal", None, None), DOMAIN
     assert input_prior(image, (1, 8, 8)) is not None and input_prior(image, (64,)) is None
     assert input_prior(signal, (150,)) is total_variation_1d
     assert input_prior(table, (7,)) is None
     with pytest.raises(ValueError, match="unknown modality"):
-        input_prior(InputDomain("audio", None, None), (5,))  # type: ignore[arg-type]
+        input_prior(InputDomain("audio", None, None), (5,))
     gen = torch.Generator().manual_seed(0)
     start = initial_inputs((100, 7), table, gen, torch.float32)
     assert start.min() < 0 and start.max() > 1  # standardised, not a pixel box
