@@ -87,6 +87,29 @@ def batched_restarts_reason(
     return None
 
 
+def restarts_apart_reason(
+    model: nn.Module,
+    schedule: LocalSchedule,
+    uses_statistics_prior: bool,
+    *,
+    restarts: int,
+    together: bool | None,
+) -> str | None:
+    """Why an attack's ``restarts`` run one after another, or ``None`` when they run together.
+
+    ``together`` is the attack's ``restarts_together`` setting: ``None`` applies the size
+    rule of :func:`batched_restarts_reason`, ``True`` only asks whether they can, ``False``
+    keeps them apart.
+    """
+    if restarts == 1:
+        return "one restart"
+    if together is False:
+        return "restarts_together is off"
+    return batched_restarts_reason(
+        model, schedule, uses_statistics_prior, size_rule=together is None
+    )
+
+
 class BatchedObjective:
     """The matching objective and its input gradient for R restarts at once.
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
-from fedleak.attacks.batched_restarts import BatchedObjective, batched_restarts_reason
+from fedleak.attacks.batched_restarts import BatchedObjective, restarts_apart_reason
 from fedleak.attacks.batchnorm import observed_statistics_prior
 from fedleak.attacks.fedavg import LocalSchedule, infer_local_labels, local_schedule
 from fedleak.attacks.gradient_matching import (
@@ -279,13 +279,13 @@ class InvertingGradientsAttack(Attack):
         """Why the restarts run one after another, or ``None`` when they run together."""
         cfg = self.config
         assert isinstance(cfg, InvertingGradientsConfig)
-        if cfg.restarts == 1:
-            return "one restart"
-        if cfg.restarts_together is False:
-            return "restarts_together is off"
         uses_prior = problem.prior is not None and problem.prior_weight > 0
-        return batched_restarts_reason(
-            model, problem.schedule, uses_prior, size_rule=cfg.restarts_together is None
+        return restarts_apart_reason(
+            model,
+            problem.schedule,
+            uses_prior,
+            restarts=cfg.restarts,
+            together=cfg.restarts_together,
         )
 
     def _optimise_together(

@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from fedleak.attacks.base import Attack, AttackConfig
-from fedleak.attacks.batched_restarts import BatchedObjective, batched_restarts_reason
+from fedleak.attacks.batched_restarts import BatchedObjective, restarts_apart_reason
 from fedleak.attacks.fedavg import LocalSchedule
 from fedleak.attacks.gradient_matching import CosineTarget
 from fedleak.attacks.input_priors import total_variation
@@ -221,19 +221,6 @@ class TabLeakAttack(Attack):
         with torch.no_grad():
             return relaxed_rows(free, domain, cfg.temperature)
 
-    def _together_reason(self, model: nn.Module, batch: int) -> str | None:
-        """Why the restarts run one after another, or ``None`` when they run together."""
-        cfg = self.config
-        assert isinstance(cfg, TabLeakConfig)
-        if cfg.restarts == 1:
-            return "one restart"
-        if cfg.restarts_together is False:
-            return "restarts_together is off"
-        one_step = LocalSchedule(batch, (tuple(range(batch)),))  # matched as one gradient
-        return batched_restarts_reason(
-            model, one_step, False, size_rule=cfg.restarts_together is None
-        )
-
     def reconstruct(
         self,
         model: nn.Module,
@@ -253,7 +240,11 @@ class TabLeakAttack(Attack):
         observed = observed_gradient(model, update)
         target = CosineTarget(torch.cat([g.reshape(-1) for g in observed]))
         inits = [torch.randn(shape, generator=generator, dtype=dtype) for _ in range(cfg.restarts)]
-        apart = self._together_reason(model, len(label_array))
+        batch = len(label_array)
+        one_step = LocalSchedule(batch, (tuple(range(batch)),))  # matched as one gradient
+        apart = restarts_apart_reason(
+            model, one_step, False, restarts=cfg.restarts, together=cfg.restarts_together
+        )
         if apart is None:
             runs = self._restarts_together(
                 model, update, labels, torch.stack(inits).to(device), target
