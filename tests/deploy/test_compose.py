@@ -145,29 +145,33 @@ def test_rebuilding_a_tag_removes_the_image_it_replaced(
 ) -> None:
     (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY stamp /stamp\n")
     tag = f"fedleak-test-rebuild:{int(time.time())}"
+    made: list[str] = []  # containers and images to remove, pass or fail
 
     def build(stamp: str) -> tuple[str | None, str]:
         (tmp_path / "stamp").write_text(stamp)
         said = build_image(docker_engine, tmp_path, tag, "Dockerfile", base_image)
         current = image_id(docker_engine, tag)
         assert current is not None
+        made.append(current)
         return said, current
 
-    said, first = build("one")
-    assert said is None  # nothing to replace
-    said, again = build("one")
-    assert (said, again) == (None, first)  # same content, same image: nothing removed
-    said, second = build("two")
-    assert said == f"removed {first.removeprefix('sha256:')[:12]}, the image {tag} named before"
-    assert image_id(docker_engine, first) is None
-    container = subprocess.run(
-        [docker_engine, "create", second, "true"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    def short(image: str) -> str:
+        return image.removeprefix("sha256:")[:12]
+
     try:
+        said, first = build("one")
+        assert said is None  # nothing to replace
+        said, again = build("one")
+        assert (said, again) == (None, first)  # same content, same image: nothing removed
+        said, second = build("two")
+        assert said == f"removed {short(first)}, the image {tag} named before"
+        assert image_id(docker_engine, first) is None
+        create = [docker_engine, "create", second, "true"]
+        made.insert(0, subprocess.run(create, capture_output=True, text=True, check=True).stdout)
         said, third = build("three")
-        assert third != second
-        assert said is not None and said.startswith(f"kept {second.removeprefix('sha256:')[:12]}")
+        assert third != second and said is not None and said.startswith(f"kept {short(second)}")
         assert image_id(docker_engine, second) == second  # a container uses it: kept
     finally:
-        subprocess.run([docker_engine, "rm", container], capture_output=True)
-        subprocess.run([docker_engine, "image", "rm", tag, second], capture_output=True)
+        for thing in made:
+            subprocess.run([docker_engine, "rm", thing.strip()], capture_output=True)
+            subprocess.run([docker_engine, "image", "rm", thing.strip()], capture_output=True)
