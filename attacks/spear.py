@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -263,9 +263,7 @@ class SpearAttack(Attack):
             layer.bias.detach().to(device=device, dtype=torch.float64),
             factors.grad,
         )
-        state = None
-        if config.head_search:
-            state = self._head_search(model, update, (layer, full), factors, seed)
+        state, facts = self._head_search(model, update, (layer, full), factors, (facts, seed))
         if state is None:
             state = self._search(model, update, (layer, full), factors, facts, (seed, start))
         if len(state.q) < batch and state.assembled is None:
@@ -287,15 +285,27 @@ class SpearAttack(Attack):
         update: InterceptedUpdate,
         layer: tuple[nn.Linear, DualData],
         factors: LayerFactors,
-        seed: int,
-    ) -> SearchState | None:
-        """:func:`fedleak.attacks.spear_head.head_search_batch` within its share of the budget."""
+        facts_seed: tuple[SearchFacts, int],
+    ) -> tuple[SearchState | None, SearchFacts]:
+        """:func:`fedleak.attacks.spear_head.head_search_batch` within its share of the budget.
+
+        Returns the state holding the assembled batch (None where ``head_search`` is off, the
+        search does not apply or found no batch), and the failure facts, which name the
+        candidates when they were too many to be unique.
+        """
         config = self.config
         assert isinstance(config, SpearConfig)
+        facts, seed = facts_seed
+        if not config.head_search:
+            return None, facts
         gen = torch.Generator(device=factors.grad.device).manual_seed(seed)
         budget = (config.scaled(config.time_budget_s), gen)
-        found = head_search_batch(model, update, layer, factors, budget)
-        return None if found is None else SearchState(kept=found[1], assembled=found[0])
+        head = head_search_batch(model, update, layer, factors, budget)
+        if head is not None and head.stacked is not None:
+            return SearchState(kept=head.candidates, assembled=head.stacked), facts
+        if head is not None and head.not_unique:
+            return None, replace(facts, alike_columns=head.candidates)
+        return None, facts
 
     def _search(
         self,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -291,25 +292,45 @@ class HeadColumnSearch:
             self.mapping = always_active_map(rows, head, tol, among, gen)
 
 
+@dataclass(frozen=True)
+class HeadSearchResult:
+    """What the search through the next layer gave.
+
+    Attributes
+    ----------
+    stacked : torch.Tensor | None
+        ``[X | 1]`` ``(B, N+1)`` of the batch that explains the gradient, or None.
+    candidates : int
+        Candidate columns found.
+    not_unique : bool
+        More than :data:`_MOST_COLUMNS` candidates per sample were found, so the search
+        stopped: samples sharing a ReLU pattern admit every mixture of theirs.
+    """
+
+    stacked: torch.Tensor | None
+    candidates: int
+    not_unique: bool = False
+
+
 def _narrow_head_batch(
     factors: LayerFactors, full: DualData, search: HeadColumnSearch, deadline: float
-) -> tuple[torch.Tensor, int] | None:
+) -> HeadSearchResult:
     """Search and assemble until a batch explains the gradient, or ``deadline``.
 
     A column that passes every check may still not be one (a realisable mixture); the batch
     assembled from B candidates then fails, and the search goes on for the missing column.
     """
-    assembled_from = 0
+    assembled_from, columns = 0, list[TwoValued]()
     while search.possible and time.monotonic() < deadline:
         columns = search.columns(deadline)
         if len(columns) > _MOST_COLUMNS * factors.right.shape[0]:
-            return None  # alike samples with the same pattern: no unique batch to assemble
+            return HeadSearchResult(None, len(columns), not_unique=True)
         if len(columns) > assembled_from:
             assembled_from = len(columns)
             stacked = binary_head_batch(factors, full, columns, deadline)
             if stacked is not None:
-                return stacked, len(columns)
-    return None
+                return HeadSearchResult(stacked, len(columns))
+    return HeadSearchResult(None, len(columns))
 
 
 def head_search_batch(
@@ -318,15 +339,15 @@ def head_search_batch(
     layer: tuple[nn.Linear, DualData],
     factors: LayerFactors,
     budget: tuple[float, torch.Generator],
-) -> tuple[torch.Tensor, int] | None:
-    """``[X | 1]`` and the number of candidate columns, from the search through the next layer.
+) -> HeadSearchResult | None:
+    """The batch from the search through the next layer, or None where it does not apply.
 
     Behind a two-output head the two-valued search of :mod:`fedleak.attacks.spear_binary`, for
     a quarter of the attack's seconds in ``budget`` (with the generator that draws the rows);
     behind any other next ``nn.Linear`` whose gradient has rank k < B this module's, for
     :data:`NARROW_HEAD_SHARE` of them. The batch is assembled by
-    :func:`fedleak.attacks.spear_binary.binary_head_batch`. ``None`` when neither applies or
-    no B such columns explain the gradient in time; the sparse search then has the rest.
+    :func:`fedleak.attacks.spear_binary.binary_head_batch`. Where no B columns explain the
+    gradient in time, the sparse search has the rest of the budget.
     """
     module, full = layer
     seconds, gen = budget
@@ -344,5 +365,4 @@ def head_search_batch(
         return _narrow_head_batch(factors, full, search, start + seconds * NARROW_HEAD_SHARE)
     else:
         return None
-    stacked = binary_head_batch(factors, full, columns, deadline)
-    return None if stacked is None else (stacked, len(columns))
+    return HeadSearchResult(binary_head_batch(factors, full, columns, deadline), len(columns))

@@ -190,6 +190,9 @@ class SearchFacts:
     head_note : str
         What bounds the rank of the gradient above the layer below B
         (:func:`fedleak.attacks.spear_layers.head_rank_note`), or ``""``.
+    alike_columns : int
+        The candidate columns the search through the next layer found when they were too
+        many to be unique (:class:`fedleak.attacks.spear_head.HeadSearchResult`), else 0.
     """
 
     batch: int
@@ -199,6 +202,7 @@ class SearchFacts:
     min_zeros: int
     weakest: float = 1.0
     head_note: str = ""
+    alike_columns: int = 0
 
 
 def failure_reason(
@@ -229,6 +233,13 @@ def failure_reason(
             f"{state.thin_inputs} sample(s) the next layer's activations confirm leave only "
             f"{state.thinnest} live neurons inactive, fewer than the {facts.min_zeros} that pin "
             "a column down (SPEAR assumes every sample has at least B - 1 inactive neurons)"
+        )
+    elif facts.alike_columns:
+        cause = (
+            f"the batch is not unique: the search through the next layer found "
+            f"{facts.alike_columns} columns that pass every check for B = {facts.batch} "
+            "samples; samples whose ReLU patterns coincide on the live neurons admit every "
+            "mixture of theirs as a column, and no attack on this layer can separate them"
         )
     else:
         cause = "the time budget ran out; raise time_budget_s"

@@ -12,12 +12,13 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from fedleak.attacks import execute_attack
 from fedleak.attacks.spear import SpearAttack, SpearConfig
 from fedleak.attacks.spear_binary import TwoValued
 from fedleak.attacks.spear_head import affine_prior, completed_columns, head_space
 from fedleak.attacks.spear_solve import LayerFactors, factorise
 from fedleak.attacks.spear_state import DualData
-from fedleak.attacks.types import InterceptedUpdate
+from fedleak.attacks.types import AttackFailure, InterceptedUpdate
 from fedleak.simulator.data.datasets import load_dataset
 from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import CPU, one_thread, psnr, sgd_update  # noqa: F401  (a fixture)
@@ -118,3 +119,29 @@ def test_an_untrained_mlp_on_photos_gives_its_batch_of_16_back_exactly(
     rows, cols = linear_sum_assignment(cost)
     assert min(psnr(truth[r], found[c]) for r, c in zip(rows, cols, strict=True)) >= 100.0
     assert sorted(result.labels.tolist()) == sorted(photos.y.tolist())
+
+
+def test_a_trained_batch_whose_photos_share_relu_patterns_is_reported_not_unique() -> None:
+    """After 10 rounds of training, 16 photos have only 14 ReLU patterns on the live neurons:
+    mixtures of the photos in a pair pass every check, the search finds far more than 4
+    columns per photo and stops, and the failure says the batch is not unique (it used to
+    say: raise time_budget_s)."""
+    train = load_dataset("photos", data_dir=Path("data"), seed=0, test_fraction=0.2).train
+    model = build_model(ModelSpec("mlp", (3, 32, 32), train.num_classes), seed=0).train()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train.labels))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(10):
+        idx = rng.choice(order[BATCH:], size=32, replace=False)
+        optimiser.zero_grad()
+        logits = model(torch.from_numpy(train.inputs[idx]))
+        nn.functional.cross_entropy(logits, torch.from_numpy(train.labels[idx])).backward()
+        optimiser.step()
+    x = torch.from_numpy(train.inputs[order[:BATCH]])
+    y = torch.from_numpy(train.labels[order[:BATCH]])
+    update = replace(sgd_update(model, x, y), num_classes=train.num_classes)
+    attack = SpearAttack(SpearConfig(time_budget_s=20.0))
+    outcome = execute_attack(attack, model, update, device=CPU, seed=0)
+    assert isinstance(outcome, AttackFailure) and outcome.status == "failed"
+    assert "the batch is not unique" in outcome.reason
+    assert "raise time_budget_s" not in outcome.reason
