@@ -318,6 +318,8 @@ class SpearAttack(Attack):
     ) -> SearchState:
         """Run :func:`fedleak.attacks.spear_search.spear_search` until the time budget, counted
         from the attack's start (``seed_start``: the seed and that start), is spent."""
+        if facts.alike_columns:  # the head search found the batch not unique: no search can
+            return SearchState()  # separate samples that share a ReLU pattern
         seed, start = seed_start
         config = self.config
         assert isinstance(config, SpearConfig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from torch import nn
 
 from fedleak.attacks import InterceptedUpdate, TrainingHyperparams
 from fedleak.attacks.losses import model_gradient
+from fedleak.simulator.data.datasets import load_dataset
 from fedleak.simulator.models.architectures import ModelSpec, build_model
 
 CPU = torch.device("cpu")
@@ -67,3 +70,25 @@ def cat_image() -> torch.Tensor:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1.0 / float(np.mean((a - b) ** 2)))
+
+
+def trained_photo_mlp(
+    batch: int,
+) -> tuple[nn.Module, InterceptedUpdate, torch.Tensor, torch.Tensor]:
+    """An MLP trained for 10 rounds (SGD, 32 photos each) on the offline photos, and one
+    client's FedSGD update on ``batch`` other photos: the model, update, inputs and labels."""
+    train = load_dataset("photos", data_dir=Path("data"), seed=0, test_fraction=0.2).train
+    model = build_model(ModelSpec("mlp", (3, 32, 32), train.num_classes), seed=0).train()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train.labels))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(10):
+        idx = rng.choice(order[batch:], size=32, replace=False)
+        optimiser.zero_grad()
+        logits = model(torch.from_numpy(train.inputs[idx]))
+        nn.functional.cross_entropy(logits, torch.from_numpy(train.labels[idx])).backward()
+        optimiser.step()
+    x = torch.from_numpy(train.inputs[order[:batch]])
+    y = torch.from_numpy(train.labels[order[:batch]])
+    update = sgd_update(model, x, y)
+    return model, replace(update, num_classes=train.num_classes), x, y

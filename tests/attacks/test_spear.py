@@ -4,7 +4,6 @@ layer."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,6 @@ from fedleak.attacks.spear_head_map import always_active_map
 from fedleak.attacks.spear_layers import binary_head, head_rank_note, next_layer
 from fedleak.attacks.spear_solve import BatchCheck, check_batch, factorise
 from fedleak.attacks.spear_state import DualData
-from fedleak.simulator.data.datasets import load_dataset
 from fedleak.simulator.models.architectures import ModelSpec, build_model
 from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole module
     CPU,
@@ -36,6 +34,7 @@ from tests.attacks.cases import (  # one_thread: a fixture, applied to the whole
     one_thread,  # noqa: F401
     psnr,
     sgd_update,
+    trained_photo_mlp,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -400,19 +399,7 @@ def test_an_mlp_trained_for_10_rounds_on_photos_gives_its_batch_of_8_back_exactl
     """The case the sparse search lost (no column in 30 s): 6 classes, so the gradient at the
     ReLU has rank 5 < 8, and 37 live neurons with alike patterns. The narrow-head search
     recovers every photo and label."""
-    train = load_dataset("photos", data_dir=Path("data"), seed=0, test_fraction=0.2).train
-    model = build_model(ModelSpec("mlp", (3, 32, 32), train.num_classes), seed=0).train()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(train.labels))
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(10):
-        idx = rng.choice(order[8:], size=32, replace=False)
-        optimiser.zero_grad()
-        logits = model(torch.from_numpy(train.inputs[idx]))
-        nn.functional.cross_entropy(logits, torch.from_numpy(train.labels[idx])).backward()
-        optimiser.step()
-    x, y = torch.from_numpy(train.inputs[order[:8]]), torch.from_numpy(train.labels[order[:8]])
-    update = replace(sgd_update(model, x, y), num_classes=train.num_classes)
+    model, update, x, y = trained_photo_mlp(8)
 
     result = SpearAttack().reconstruct(model, update, device=CPU, seed=0)
 

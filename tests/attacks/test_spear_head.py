@@ -21,7 +21,13 @@ from fedleak.attacks.spear_state import DualData
 from fedleak.attacks.types import AttackFailure, InterceptedUpdate
 from fedleak.simulator.data.datasets import load_dataset
 from fedleak.simulator.models.architectures import ModelSpec, build_model
-from tests.attacks.cases import CPU, one_thread, psnr, sgd_update  # noqa: F401  (a fixture)
+from tests.attacks.cases import (  # noqa: F401  (one_thread: a fixture)
+    CPU,
+    one_thread,
+    psnr,
+    sgd_update,
+    trained_photo_mlp,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,23 +131,10 @@ def test_a_trained_batch_whose_photos_share_relu_patterns_is_reported_not_unique
     """After 10 rounds of training, 16 photos have only 14 ReLU patterns on the live neurons:
     mixtures of the photos in a pair pass every check, the search finds far more than 4
     columns per photo and stops, and the failure says the batch is not unique (it used to
-    say: raise time_budget_s)."""
-    train = load_dataset("photos", data_dir=Path("data"), seed=0, test_fraction=0.2).train
-    model = build_model(ModelSpec("mlp", (3, 32, 32), train.num_classes), seed=0).train()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(train.labels))
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(10):
-        idx = rng.choice(order[BATCH:], size=32, replace=False)
-        optimiser.zero_grad()
-        logits = model(torch.from_numpy(train.inputs[idx]))
-        nn.functional.cross_entropy(logits, torch.from_numpy(train.labels[idx])).backward()
-        optimiser.step()
-    x = torch.from_numpy(train.inputs[order[:BATCH]])
-    y = torch.from_numpy(train.labels[order[:BATCH]])
-    update = replace(sgd_update(model, x, y), num_classes=train.num_classes)
-    attack = SpearAttack(SpearConfig(time_budget_s=20.0))
-    outcome = execute_attack(attack, model, update, device=CPU, seed=0)
+    say: raise time_budget_s, after the sparse search had spent the rest of the budget)."""
+    model, update, _, _ = trained_photo_mlp(BATCH)
+    outcome = execute_attack(SpearAttack(), model, update, device=CPU, seed=0)
     assert isinstance(outcome, AttackFailure) and outcome.status == "failed"
     assert "the batch is not unique" in outcome.reason
     assert "raise time_budget_s" not in outcome.reason
+    assert "(0 submatrices" in outcome.reason  # the sparse search did not spend the budget
