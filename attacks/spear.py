@@ -317,7 +317,8 @@ class SpearAttack(Attack):
         seed_start: tuple[int, float],
     ) -> SearchState:
         """Run :func:`fedleak.attacks.spear_search.spear_search` until the time budget, counted
-        from the attack's start (``seed_start``: the seed and that start), is spent."""
+        from the attack's start (``seed_start``: the seed and that start), is spent; nothing
+        when the head search found the batch not unique (``facts.alike_columns``)."""
         if facts.alike_columns:  # the head search found the batch not unique: no search can
             return SearchState()  # separate samples that share a ReLU pattern
         seed, start = seed_start
@@ -335,7 +336,7 @@ class SpearAttack(Attack):
         )
         return spear_search(
             factors.basis[live],
-            DualData(full.right, full.weight[live], full.bias[live], full.grad[live]),
+            full.on_rows(live),
             space if isinstance(space, ActivationSpace) else None,
             tol=factors.tol,
             min_zeros=facts.min_zeros,

@@ -270,9 +270,11 @@ class HeadColumnSearch:
             return
         self._completed_from = known
         columns = list(self.found.values())
-        for column in completed_columns(
-            columns, self.rows, self.head, self.tol, self.dual, deadline
-        ):
+        self._keep(completed_columns(columns, self.rows, self.head, self.tol, self.dual, deadline))
+
+    def _keep(self, columns: list[TwoValued]) -> None:
+        """Add the columns whose masks are new (one column per ReLU pattern)."""
+        for column in columns:
             self.found.setdefault(column.active.cpu().numpy().tobytes(), column)
 
     def _round(self) -> None:
@@ -283,8 +285,7 @@ class HeadColumnSearch:
             else:
                 q, masks, ok = _refit(rows, head, tol, _candidates(rows, head, *plan, gen))
                 new = [TwoValued(c, m) for c, m in zip(q[ok], masks[ok], strict=True)]
-            for column in new:
-                self.found.setdefault(column.active.cpu().numpy().tobytes(), column)
+            self._keep(new)
         if self.mapping is None:  # once 2 columns are known, among the rows active for both
             among = self.everywhere
             if len(self.found) >= 2:
@@ -360,7 +361,7 @@ def head_search_batch(
         head, deadline = binary.to(device, torch.float64)[live], start + seconds / 4
         columns = two_valued_columns(rows, head, factors.tol, deadline, gen)
     elif space is not None and space.shape[1] < batch:
-        dual = DualData(full.right, full.weight[live], full.bias[live], full.grad[live])
+        dual = full.on_rows(live)
         search = HeadColumnSearch(rows, space.to(device)[live], factors.tol, gen, dual)
         return _narrow_head_batch(factors, full, search, start + seconds * NARROW_HEAD_SHARE)
     else:

@@ -96,6 +96,10 @@ class DualData:
     bias: torch.Tensor
     grad: torch.Tensor
 
+    def on_rows(self, rows: torch.Tensor) -> DualData:
+        """The same layer on the neurons ``rows`` selects (the live ones, say)."""
+        return DualData(self.right, self.weight[rows], self.bias[rows], self.grad[rows])
+
 
 def least_squares(system: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``argmin |system @ x - target|``, bit-reproducible: LAPACK's gelsd on the CPU.
